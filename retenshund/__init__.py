@@ -1,0 +1,3 @@
+"""retenshun: a self-hosted customer engagement daemon."""
+
+__version__ = "0.1.0"

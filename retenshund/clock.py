@@ -1,0 +1,53 @@
+"""Time as a dependency, so the engine and the tests can run days in milliseconds.
+
+All stored times are integer milliseconds since the Unix epoch (UTC)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start_ms: int = 1_780_000_000_000) -> None:
+        self._now = start_ms
+
+    def now_ms(self) -> int:
+        return self._now
+
+    def advance(self, ms: int) -> None:
+        self._now += ms
+
+    def set(self, ms: int) -> None:
+        self._now = ms
+
+
+def iso(ms: int | None) -> str | None:
+    """Milliseconds -> ``2026-11-26T08:00:00.000Z`` (the contract's output format)."""
+    if ms is None:
+        return None
+    dt = _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_iso(text: str) -> int:
+    """ISO 8601 (with ``Z`` or an offset; naive means UTC) -> milliseconds. Raises ValueError."""
+    t = text.strip()
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    dt = _dt.datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=_dt.timezone.utc)
+    return int(dt.timestamp() * 1000)
