@@ -1,0 +1,102 @@
+"""What every handler needs: the app's services, JSON in and out, auth."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from ..auth import Caller, require_key, require_user
+from ..errors import ApiError
+from ..ratelimit import retry_after_header
+from ..services import Services
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+JSON_LIMIT = 1024 * 1024
+
+
+def services(conn: HTTPConnection) -> Services:
+    return conn.app.state.services  # type: ignore[no-any-return]
+
+
+def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(body), status_code=status, headers=headers, media_type="application/json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes ``limit`` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            if int(length) > limit:
+                raise ApiError(413, "payload_too_large", f"the body is larger than {limit // 1024} KB")
+        except ValueError:
+            raise ApiError(400, "invalid_header", "Content-Length must be a number") from None
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"the body is larger than {limit // 1024} KB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def decode(request: Request, type_: type[T], *, limit: int = JSON_LIMIT, empty_ok: bool = False) -> T:
+    """The JSON body as ``type_``, or a 400 that names the field."""
+    body = await read_body(request, limit)
+    if not body.strip():
+        if empty_ok:
+            body = b"{}"
+        else:
+            raise ApiError(400, "invalid_json", "body: expected a JSON object")
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        msg, sep, where = str(exc).rpartition(" - at ")
+        field = where.strip("`").removeprefix("$").lstrip(".") if sep else "body"
+        raise ApiError(400, "invalid_field", f"{field or 'body'}: {msg if sep else exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_json", f"body: not valid JSON ({exc})") from None
+
+
+async def secret(request: HTTPConnection) -> Caller:
+    svc = services(request)
+    caller = await require_key(request, svc.keyring, scope="secret")
+    limit(svc, caller)
+    return caller
+
+
+async def ingest_key(request: HTTPConnection, body_key: str | None = None) -> Caller:
+    svc = services(request)
+    caller = await require_key(request, svc.keyring, scope="ingest", body_key=body_key)
+    limit(svc, caller)
+    return caller
+
+
+def user(request: HTTPConnection) -> Caller:
+    return require_user(request, services(request).signing_secret)
+
+
+def limit(svc: Services, caller: Caller) -> None:
+    wait = svc.limiter.check(caller.kind, caller.key_id)
+    if wait > 0:
+        svc.metrics.rate_limited.labels(caller.kind).inc()
+        raise ApiError(429, "rate_limited", f"too many requests for this key; retry in {wait:.1f} s",
+                       headers={"Retry-After": retry_after_header(wait)})
+
+
+def int_param(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_field", f"{name}: expected a whole number from {low} to {high}") from None
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_field", f"{name}: must be from {low} to {high}")
+    return value

@@ -1,0 +1,125 @@
+"""The command line: ``retenshund [serve]``, ``retenshund keys ...``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file (default ./retenshund.toml when present)")
+    p.add_argument("--data-dir", help="data folder (default ./retenshun-data)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="retenshund", description="retenshun: customer engagement daemon")
+    p.add_argument("--version", action="version", version=f"retenshund {__version__}")
+    _common(p)
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8470)")
+    sub = p.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the daemon (the default)")
+    _common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8470)")
+    keys = sub.add_parser("keys", help="list, create or revoke API keys")
+    _common(keys)
+    ks = keys.add_subparsers(dest="keys_command", required=True)
+    ks.add_parser("list", help="show every key (hints only)")
+    create = ks.add_parser("create", help="make a new key and print it once")
+    create.add_argument("--kind", choices=["secret", "publishable"], default="secret")
+    create.add_argument("--label", default="")
+    revoke = ks.add_parser("revoke", help="revoke a key by its id (key_...)")
+    revoke.add_argument("key_id")
+    return p
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides: dict[str, dict[str, Any]] = {
+        "store": {"data_dir": args.data_dir},
+        "server": {"host": getattr(args, "host", None), "port": getattr(args, "port", None)},
+    }
+    return load_config(args.config, overrides=overrides)
+
+
+def serve(config: Config) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .logs import setup
+
+    setup(config.log.level, config.log.format)
+    print(f"retenshund {__version__}: data in {config.data_dir.resolve()}, "
+          f"listening on http://{config.server.host}:{config.server.port}", flush=True)
+    app = create_app(config)
+    server = uvicorn.Server(uvicorn.Config(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        lifespan="on",
+        access_log=config.log.access_log,
+        log_level="warning",
+        timeout_graceful_shutdown=int(config.server.shutdown_timeout),
+        server_header=False,
+        date_header=False,
+    ))
+    server.run()  # handles SIGINT/SIGTERM: stop accepting, finish requests, run shutdown
+    return 0
+
+
+async def _keys(config: Config, args: argparse.Namespace) -> int:
+    from . import credentials as c
+    from .clock import SystemClock, iso
+    from .store import open_store
+
+    store = open_store(config)
+    await store.open()
+    try:
+        if args.keys_command == "list":
+            rows = await store.list_api_keys()
+            for key in config.auth.secret_keys + config.auth.publishable_keys:
+                print(f"{c.key_id(key)}  {c.key_kind(key) or 'secret':<11}  {c.key_hint(key)}  (from config)")
+            for k in rows:
+                state = f"revoked {iso(k.revoked_at)}" if k.revoked_at else "active"
+                print(f"{k.key_id}  {k.kind:<11}  {k.hint}  {state}  created {iso(k.created_at)}"
+                      + (f"  {k.label}" if k.label else ""))
+            if not rows and not config.auth.secret_keys + config.auth.publishable_keys:
+                print("no keys yet: start the daemon once, or run 'retenshund keys create'")
+        elif args.keys_command == "create":
+            key = c.new_key(args.kind)
+            await store.add_api_key(c.key_id(key), args.kind, c.key_hash(key), c.key_hint(key), args.label,
+                                    SystemClock().now_ms())
+            print(f"created {args.kind} key {c.key_id(key)} (shown once, store it now):\n\n  {key}\n")
+        elif args.keys_command == "revoke":
+            if await store.revoke_api_key(args.key_id, SystemClock().now_ms()):
+                print(f"revoked {args.key_id}; running daemons refuse it within 5 seconds")
+            else:
+                print(f"no active key {args.key_id} (see 'retenshund keys list')", file=sys.stderr)
+                return 1
+    finally:
+        await store.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = _config(args)
+    except ConfigError as exc:
+        print(f"retenshund: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "keys":
+        return asyncio.run(_keys(config, args))
+    return serve(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Segment-format payloads -> validated, normalised events ready to store.
+
+Pure functions, no HTTP: the decoders are built once at import, and every
+error names the field (``batch[3].event``) and what to send instead."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+import zlib
+from typing import Any
+
+import msgspec
+
+from .clock import parse_iso
+from .errors import ApiError
+from .store.base import EventIn
+
+TYPES = ("track", "identify", "page", "screen", "group", "alias")
+MAX_ID = 255
+
+Id = str | int  # some SDKs send numeric user ids; they are stored as strings
+
+
+class SegmentEvent(msgspec.Struct, kw_only=True):
+    """One call of the Segment HTTP Tracking API."""
+
+    type: str | None = None
+    userId: Id | None = None
+    anonymousId: Id | None = None
+    event: str | None = None
+    name: str | None = None
+    category: str | None = None
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    timestamp: str | None = None
+    originalTimestamp: str | None = None
+    sentAt: str | None = None
+    messageId: Id | None = None
+    groupId: Id | None = None
+    previousId: Id | None = None
+    writeKey: str | None = None
+
+
+class BatchRequest(msgspec.Struct, kw_only=True):
+    batch: list[msgspec.Raw]
+    sentAt: str | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    writeKey: str | None = None
+
+
+class Rejected(msgspec.Struct):
+    index: int
+    code: str
+    message: str
+
+
+class IngestResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    success: bool
+    accepted: int | None = None
+    duplicates: int | None = None
+    rejected: list[Rejected] | None = None
+
+
+_event_decoder = msgspec.json.Decoder(SegmentEvent)
+_batch_decoder = msgspec.json.Decoder(BatchRequest)
+
+
+def read_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
+    """The request body, gunzipped if needed, refusing anything over ``limit``."""
+    if not encoding or encoding == "identity":
+        if len(raw) > limit:
+            raise too_large(limit)
+        return raw
+    if encoding not in ("gzip", "x-gzip"):
+        raise ApiError(400, "unsupported_encoding",
+                       f"Content-Encoding {encoding!r} is not supported; send gzip or an uncompressed body")
+    # Decompress with a ceiling: a small gzip bomb must not become a huge buffer.
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(raw, limit + 1)
+    except zlib.error:
+        raise ApiError(400, "invalid_gzip", "the body is not valid gzip (Content-Encoding: gzip was sent)") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise too_large(limit)
+    if not d.eof:
+        raise ApiError(400, "invalid_gzip", "the gzip body is truncated")
+    return out
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"the body is larger than {limit // 1024} KB; send fewer or smaller events")
+
+
+def _field_error(exc: msgspec.ValidationError | msgspec.DecodeError, prefix: str) -> ApiError:
+    text = str(exc)
+    msg, sep, where = text.rpartition(" - at ")
+    if isinstance(exc, msgspec.ValidationError) and sep:
+        path = where.strip("`").removeprefix("$").lstrip(".")
+        field = f"{prefix}.{path}" if prefix and path else (prefix or path or "body")
+        return ApiError(400, "invalid_field", f"{field}: {msg}")
+    if isinstance(exc, msgspec.DecodeError):
+        return ApiError(400, "invalid_json", f"{prefix or 'body'}: not valid JSON ({text})")
+    return ApiError(400, "invalid_field", f"{prefix or 'body'}: {text}")
+
+
+def decode_event(body: bytes, type_: str) -> SegmentEvent:
+    try:
+        payload = _event_decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _field_error(exc, "") from None
+    if payload.type is None:
+        payload.type = type_
+    return payload
+
+
+def decode_batch(body: bytes) -> BatchRequest:
+    try:
+        return _batch_decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _field_error(exc, "") from None
+
+
+def _id(value: Id | None, field: str) -> str | None:
+    if value is None:
+        return None
+    text = str(value) if not isinstance(value, bool) else None
+    if text is None:
+        raise ApiError(400, "invalid_field", f"{field}: expected a string id")
+    if not text or len(text) > MAX_ID:
+        raise ApiError(400, "invalid_field", f"{field}: must be 1 to {MAX_ID} characters")
+    return text
+
+
+def _time(value: str | None, field: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise ApiError(400, "invalid_field",
+                       f"{field}: {value!r} is not an ISO 8601 time (like 2026-11-26T08:00:00.000Z)") from None
+
+
+def normalise(
+    p: SegmentEvent,
+    *,
+    now_ms: int,
+    prefix: str = "",
+    batch_sent_at: int | None = None,
+    batch_context: dict[str, Any] | None = None,
+) -> EventIn:
+    """Validate one event and turn it into what the store keeps."""
+    f = (lambda name: f"{prefix}.{name}") if prefix else (lambda name: name)
+    type_ = p.type
+    if type_ not in TYPES:
+        raise ApiError(400, "invalid_field", f"{f('type')}: must be one of {', '.join(TYPES)}")
+    user_id = _id(p.userId, f("userId"))
+    anonymous_id = _id(p.anonymousId, f("anonymousId"))
+    if user_id is None and anonymous_id is None:
+        raise ApiError(400, "invalid_field", f"{f('userId')}: send userId or anonymousId (or both)")
+    event = None
+    data: dict[str, Any] = {}
+    if type_ == "track":
+        if not p.event or not isinstance(p.event, str):
+            raise ApiError(400, "invalid_field", f"{f('event')}: required for track (the event's name)")
+        if len(p.event) > MAX_ID:
+            raise ApiError(400, "invalid_field", f"{f('event')}: at most {MAX_ID} characters")
+        event = p.event
+    elif type_ == "group":
+        group_id = _id(p.groupId, f("groupId"))
+        if group_id is None:
+            raise ApiError(400, "invalid_field", f"{f('groupId')}: required for group")
+        data["groupId"] = group_id
+    elif type_ == "alias":
+        previous = _id(p.previousId, f("previousId"))
+        if previous is None or user_id is None:
+            raise ApiError(400, "invalid_field",
+                           f"{f('previousId') if previous is None else f('userId')}: alias needs userId and previousId")
+        data["previousId"] = previous
+    if p.properties is not None:
+        data["properties"] = p.properties
+    if p.traits is not None:
+        data["traits"] = p.traits
+    context = p.context
+    if batch_context:
+        context = {**batch_context, **(context or {})}
+    if context:
+        data["context"] = context
+    if p.integrations is not None:
+        data["integrations"] = p.integrations
+    if p.name is not None:
+        data["name"] = p.name
+    if p.category is not None:
+        data["category"] = p.category
+
+    # Clock skew: the client's clock may be off; trust the difference between
+    # its timestamp and its sentAt, anchored at our receipt time.
+    timestamp = _time(p.timestamp or p.originalTimestamp, f("timestamp"))
+    sent_at = _time(p.sentAt, f("sentAt")) or batch_sent_at
+    if timestamp is None:
+        timestamp = now_ms
+    elif sent_at is not None:
+        timestamp = now_ms - (sent_at - timestamp)
+
+    message_id = _id(p.messageId, f("messageId")) or f"srv-{uuid.uuid4()}"
+    return EventIn(message_id=message_id, type=type_, event=event, user_id=user_id,
+                   anonymous_id=anonymous_id, data=data, timestamp=timestamp, received_at=now_ms)
+
+
+def normalise_batch(
+    req: BatchRequest, *, now_ms: int, max_event_bytes: int
+) -> tuple[list[EventIn], list[Rejected]]:
+    """The valid events of a batch, and why each of the others was rejected."""
+    sent_at = _time(req.sentAt, "sentAt")
+    good: list[EventIn] = []
+    bad: list[Rejected] = []
+    for index, raw in enumerate(req.batch):
+        prefix = f"batch[{index}]"
+        try:
+            if len(raw) > max_event_bytes:
+                raise ApiError(413, "event_too_large",
+                               f"{prefix}: larger than {max_event_bytes // 1024} KB; send smaller properties")
+            try:
+                payload = _event_decoder.decode(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise _field_error(exc, prefix) from None
+            if payload.type is None:
+                raise ApiError(400, "invalid_field", f"{prefix}.type: required in a batch ({', '.join(TYPES)})")
+            good.append(normalise(payload, now_ms=now_ms, prefix=prefix,
+                                  batch_sent_at=sent_at, batch_context=req.context))
+        except ApiError as err:
+            bad.append(Rejected(index, err.code, err.message))
+    return good, bad
+
+
+def gzip_body(data: bytes) -> bytes:
+    """For tests and clients: what a Segment SDK sends with gzip on."""
+    return gzip.compress(data)

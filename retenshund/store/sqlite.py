@@ -1,0 +1,457 @@
+"""The embedded store: SQLite in WAL mode, every write through one group-commit
+writer thread, reads on their own aiosqlite connection. All of its SQL is here."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Callable
+
+import aiosqlite
+import msgspec
+
+from ..traits import merge_profiles, merge_traits
+from .base import ApiKey, EventIn, GroupMembership, IngestResult, Profile, StoredEvent
+from .migrate import apply_sqlite
+from .writer import Writer
+
+_encode = msgspec.json.Encoder().encode
+_decode_obj = msgspec.json.Decoder(dict[str, Any]).decode
+
+# -- SQL ---------------------------------------------------------------------
+
+PRAGMAS = """
+PRAGMA journal_mode = WAL;
+PRAGMA foreign_keys = OFF;
+PRAGMA temp_store = MEMORY;
+PRAGMA cache_size = -65536;
+PRAGMA busy_timeout = 5000;
+"""
+SEEN_IDS = "SELECT message_id FROM message_ids WHERE message_id IN ({marks})"
+INSERT_IDS = "INSERT INTO message_ids (message_id, received_at) VALUES (?, ?)"
+PRUNE_IDS = "DELETE FROM message_ids WHERE received_at < ?"
+INSERT_EVENT = (
+    "INSERT INTO events (pid, message_id, type, event, user_id, anonymous_id, data, timestamp, received_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+LAST_ROWID = "SELECT last_insert_rowid()"
+LOOKUP_IDENTITY = "SELECT pid FROM identities WHERE id = ?"
+INSERT_IDENTITY = "INSERT OR REPLACE INTO identities (id, pid) VALUES (?, ?)"
+IDENTITIES_OF = "SELECT id FROM identities WHERE pid = ?"
+MOVE_IDENTITIES = "UPDATE identities SET pid = ? WHERE pid = ?"
+PROFILE_USER = "SELECT user_id FROM profiles WHERE pid = ?"
+INSERT_PROFILE = "INSERT INTO profiles (user_id, created_at, last_seen_at) VALUES (?, ?, ?)"
+ADOPT_PROFILE = "UPDATE profiles SET user_id = ? WHERE pid = ?"
+PROFILE_TRAITS = "SELECT traits FROM profiles WHERE pid = ?"
+SET_TRAITS = "UPDATE profiles SET traits = ? WHERE pid = ?"
+TOUCH_PROFILE = "UPDATE profiles SET last_seen_at = max(last_seen_at, ?) WHERE pid = ?"
+PROFILE_ROW = (
+    "SELECT pid, user_id, traits, preferences, created_at, last_seen_at FROM profiles WHERE pid = ?"
+)
+MERGE_PROFILE_INTO = """
+UPDATE profiles SET
+  traits = ?,
+  created_at = min(created_at, (SELECT created_at FROM profiles WHERE pid = ?)),
+  last_seen_at = max(last_seen_at, (SELECT last_seen_at FROM profiles WHERE pid = ?))
+WHERE pid = ?
+"""
+MOVE_EVENTS = "UPDATE events SET pid = ? WHERE pid = ?"
+MOVE_MEMBERSHIPS = (
+    "INSERT OR IGNORE INTO group_members (group_id, pid, joined_at)"
+    " SELECT group_id, ?, joined_at FROM group_members WHERE pid = ?"
+)
+DELETE_MEMBERSHIPS = "DELETE FROM group_members WHERE pid = ?"
+DELETE_PROFILE = "DELETE FROM profiles WHERE pid = ?"
+DELETE_EVENTS = "DELETE FROM events WHERE pid = ?"
+DELETE_IDENTITIES = "DELETE FROM identities WHERE pid = ?"
+GROUP_TRAITS = "SELECT traits FROM groups WHERE group_id = ?"
+UPSERT_GROUP = (
+    "INSERT INTO groups (group_id, traits, created_at, updated_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (group_id) DO UPDATE SET traits = excluded.traits, updated_at = excluded.updated_at"
+)
+JOIN_GROUP = "INSERT OR IGNORE INTO group_members (group_id, pid, joined_at) VALUES (?, ?, ?)"
+GROUPS_OF = (
+    "SELECT g.group_id, g.traits, m.joined_at FROM group_members m JOIN groups g USING (group_id)"
+    " WHERE m.pid = ? ORDER BY m.joined_at, g.group_id"
+)
+GROUP_MEMBER_IDS = (
+    "SELECT p.user_id FROM group_members m JOIN profiles p ON p.pid = m.pid"
+    " WHERE m.group_id = ? AND p.user_id IS NOT NULL ORDER BY p.user_id"
+)
+SET_PREFERENCES = "UPDATE profiles SET preferences = ? WHERE pid = ?"
+PREFERENCES = "SELECT preferences FROM profiles WHERE pid = ?"
+EVENT_COLUMNS = (
+    "e.id, e.pid, p.user_id, e.message_id, e.type, e.event, e.user_id, e.anonymous_id,"
+    " e.data, e.timestamp, e.received_at"
+)
+USER_EVENTS = (
+    f"SELECT {EVENT_COLUMNS} FROM events e JOIN profiles p ON p.pid = e.pid"
+    " WHERE e.pid = ? AND e.id < ? ORDER BY e.id DESC LIMIT ?"
+)
+EVENTS_AFTER = (
+    f"SELECT {EVENT_COLUMNS} FROM events e LEFT JOIN profiles p ON p.pid = e.pid"
+    " WHERE e.id > ? ORDER BY e.id LIMIT ?"
+)
+LAST_EVENT_ID = "SELECT coalesce(max(id), 0) FROM events"
+INSERT_KEY = (
+    "INSERT INTO api_keys (key_id, kind, key_hash, hint, label, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+KEY_COLUMNS = "key_id, kind, hint, label, created_at, revoked_at"
+FIND_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
+LIST_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"
+REVOKE_KEY = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
+
+# Tables keyed by profile that a merge moves and a GDPR delete empties.
+# Features that add such tables append their (move, delete) statements here.
+PROFILE_TABLES: list[tuple[str, str]] = []
+
+_CACHE_LIMIT = 500_000
+_CHUNK = 500
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class SqliteStore:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        max_batch_ops: int = 2000,
+        observe_commit: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.path = Path(data_dir) / "retenshun.db"
+        self._synchronous = synchronous.upper()
+        self.writer = Writer(self._connect_writer, max_batch_ops=max_batch_ops,
+                             observe=observe_commit, on_rollback=self._forget)
+        self._read: aiosqlite.Connection | None = None
+        # Writer-thread caches of identity -> profile, so resolving the sender of
+        # an event costs no query in the common case. Only the writer thread
+        # touches them; any rollback clears them.
+        self._ident: dict[str, int] = {}
+        self._pid_user: dict[int, str | None] = {}
+        self.on_events: Callable[[list[StoredEvent]], None] | None = None
+        self.writer.on_commit = self._committed
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.executescript(PRAGMAS)
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        apply_sqlite(conn)
+        return conn
+
+    async def open(self) -> None:
+        self.writer.start()  # creates the file and applies migrations first
+        self._read = await aiosqlite.connect(self.path)
+        await self._read.executescript(PRAGMAS)
+        await self._read.execute("PRAGMA query_only = ON")
+
+    async def close(self) -> None:
+        await self.writer.close()
+        if self._read is not None:
+            await self._read.close()
+            self._read = None
+
+    async def ping(self) -> bool:
+        assert self._read is not None
+        async with self._read.execute("SELECT 1") as cur:
+            return (await cur.fetchone()) == (1,)
+
+    def _committed(self, values: list[Any]) -> None:
+        if self.on_events is None:
+            return
+        for value in values:
+            if isinstance(value, IngestResult) and value.stored:
+                self.on_events(value.stored)
+
+    def _forget(self) -> None:
+        self._ident.clear()
+        self._pid_user.clear()
+
+    # -- ingestion (writer thread) -----------------------------------------
+
+    async def ingest(self, events: list[EventIn]) -> IngestResult:
+        return await self.writer.run(lambda conn: self._ingest(conn, events))
+
+    def _ingest(self, conn: sqlite3.Connection, events: list[EventIn]) -> IngestResult:
+        seen: set[str] = set()
+        ids = [e.message_id for e in events]
+        for chunk in _chunks(ids, _CHUNK):
+            sql = SEEN_IDS.format(marks=",".join("?" * len(chunk)))
+            seen.update(row[0] for row in conn.execute(sql, chunk))
+        fresh: list[EventIn] = []
+        for e in events:
+            if e.message_id in seen:
+                continue
+            seen.add(e.message_id)
+            fresh.append(e)
+        duplicates = len(events) - len(fresh)
+        if not fresh:
+            return IngestResult([], duplicates)
+        conn.executemany(INSERT_IDS, [(e.message_id, e.received_at) for e in fresh])
+
+        # Identity resolution and profile side effects, in order: a later
+        # identify may merge the profile an earlier event created.
+        for e in fresh:
+            self._apply(conn, e)
+
+        rows = []
+        pids = []
+        touched: dict[int, int] = {}
+        for e in fresh:
+            pid = self._final_pid(conn, e)
+            pids.append(pid)
+            if touched.get(pid, 0) < e.received_at:
+                touched[pid] = e.received_at
+            rows.append((pid, e.message_id, e.type, e.event, e.user_id, e.anonymous_id,
+                         _encode(e.data).decode(), e.timestamp, e.received_at))
+        conn.executemany(INSERT_EVENT, rows)
+        last = conn.execute(LAST_ROWID).fetchone()[0]
+        conn.executemany(TOUCH_PROFILE, [(at, pid) for pid, at in touched.items()])
+        first = last - len(rows) + 1
+        stored = [
+            StoredEvent(id=first + i, pid=pid, profile_user_id=self._user_of(conn, pid),
+                        message_id=e.message_id, type=e.type, event=e.event, user_id=e.user_id,
+                        anonymous_id=e.anonymous_id, data=e.data, timestamp=e.timestamp,
+                        received_at=e.received_at)
+            for i, (e, pid) in enumerate(zip(fresh, pids))
+        ]
+        return IngestResult(stored, duplicates)
+
+    def _lookup(self, conn: sqlite3.Connection, ident: str) -> int | None:
+        pid = self._ident.get(ident)
+        if pid is None:
+            row = conn.execute(LOOKUP_IDENTITY, (ident,)).fetchone()
+            if row is None:
+                return None
+            pid = row[0]
+            self._remember(ident, pid)
+        return pid
+
+    def _remember(self, ident: str, pid: int) -> None:
+        if len(self._ident) >= _CACHE_LIMIT:
+            self._ident.clear()
+        self._ident[ident] = pid
+
+    def _user_of(self, conn: sqlite3.Connection, pid: int) -> str | None:
+        if pid in self._pid_user:
+            return self._pid_user[pid]
+        row = conn.execute(PROFILE_USER, (pid,)).fetchone()
+        user = row[0] if row else None
+        if len(self._pid_user) >= _CACHE_LIMIT:
+            self._pid_user.clear()
+        self._pid_user[pid] = user
+        return user
+
+    def _new_profile(self, conn: sqlite3.Connection, user_id: str | None, ident: str, now: int) -> int:
+        cur = conn.execute(INSERT_PROFILE, (user_id, now, now))
+        pid = int(cur.lastrowid or 0)
+        conn.execute(INSERT_IDENTITY, (ident, pid))
+        self._remember(ident, pid)
+        self._pid_user[pid] = user_id
+        return pid
+
+    def _link(self, conn: sqlite3.Connection, ident: str, pid: int) -> None:
+        conn.execute(INSERT_IDENTITY, (ident, pid))
+        self._remember(ident, pid)
+
+    def _resolve(self, conn: sqlite3.Connection, user_id: str | None, anon_id: str | None, now: int) -> int:
+        """The profile of this sender, created or merged as needed."""
+        if user_id is None:
+            assert anon_id is not None
+            ident = "a:" + anon_id
+            pid = self._lookup(conn, ident)
+            return pid if pid is not None else self._new_profile(conn, None, ident, now)
+        uident = "u:" + user_id
+        pid = self._lookup(conn, uident)
+        apid = self._lookup(conn, "a:" + anon_id) if anon_id else None
+        if pid is None:
+            if apid is not None and self._user_of(conn, apid) is None:
+                # Sign-up: the anonymous profile becomes the known user's, so no
+                # history has to move.
+                conn.execute(ADOPT_PROFILE, (user_id, apid))
+                self._pid_user[apid] = user_id
+                self._link(conn, uident, apid)
+                return apid
+            pid = self._new_profile(conn, user_id, uident, now)
+        if anon_id:
+            if apid is None:
+                self._link(conn, "a:" + anon_id, pid)
+            elif apid != pid and self._user_of(conn, apid) is None:
+                self._merge(conn, apid, pid)
+        return pid
+
+    def _merge(self, conn: sqlite3.Connection, src: int, dst: int) -> None:
+        """Fold profile ``src`` into ``dst``: history, ids, groups, traits."""
+        idents = [row[0] for row in conn.execute(IDENTITIES_OF, (src,))]
+        src_traits = _decode_obj(conn.execute(PROFILE_TRAITS, (src,)).fetchone()[0])
+        dst_traits = _decode_obj(conn.execute(PROFILE_TRAITS, (dst,)).fetchone()[0])
+        conn.execute(MERGE_PROFILE_INTO, (_encode(merge_profiles(src_traits, dst_traits)).decode(), src, src, dst))
+        conn.execute(MOVE_IDENTITIES, (dst, src))
+        conn.execute(MOVE_EVENTS, (dst, src))
+        conn.execute(MOVE_MEMBERSHIPS, (dst, src))
+        conn.execute(DELETE_MEMBERSHIPS, (src,))
+        for move, _delete in PROFILE_TABLES:
+            conn.execute(move, (dst, src))
+        conn.execute(DELETE_PROFILE, (src,))
+        for ident in idents:
+            self._remember(ident, dst)
+        self._pid_user.pop(src, None)
+
+    def _apply(self, conn: sqlite3.Connection, e: EventIn) -> None:
+        now = e.received_at
+        if e.type == "alias":
+            pid = self._resolve(conn, e.user_id, None, now)
+            previous = e.data.get("previousId")
+            if previous:
+                prev = self._lookup(conn, "u:" + previous)
+                if prev is None:
+                    prev = self._lookup(conn, "a:" + previous)
+                if prev is None:
+                    # Not seen yet: whatever arrives under that id later is this user.
+                    self._link(conn, "a:" + previous, pid)
+                    self._link(conn, "u:" + previous, pid)
+                elif prev != pid:
+                    self._merge(conn, prev, pid)
+            return
+        pid = self._resolve(conn, e.user_id, e.anonymous_id, now)
+        if e.type == "identify":
+            traits = e.data.get("traits")
+            if traits:
+                current = _decode_obj(conn.execute(PROFILE_TRAITS, (pid,)).fetchone()[0])
+                conn.execute(SET_TRAITS, (_encode(merge_traits(current, traits)).decode(), pid))
+        elif e.type == "group":
+            group_id = e.data.get("groupId")
+            if group_id:
+                row = conn.execute(GROUP_TRAITS, (group_id,)).fetchone()
+                current = _decode_obj(row[0]) if row else {}
+                merged = merge_traits(current, e.data.get("traits") or {})
+                conn.execute(UPSERT_GROUP, (group_id, _encode(merged).decode(), now, now))
+                conn.execute(JOIN_GROUP, (group_id, pid, e.timestamp))
+
+    def _final_pid(self, conn: sqlite3.Connection, e: EventIn) -> int:
+        ident = "u:" + e.user_id if e.user_id else "a:" + (e.anonymous_id or "")
+        pid = self._lookup(conn, ident)
+        assert pid is not None, "every event's sender was resolved in _apply"
+        return pid
+
+    async def prune_message_ids(self, older_than_ms: int) -> int:
+        return await self.writer.run(lambda conn: conn.execute(PRUNE_IDS, (older_than_ms,)).rowcount)
+
+    # -- users ---------------------------------------------------------------
+
+    async def _pid(self, user_id: str) -> int | None:
+        assert self._read is not None
+        async with self._read.execute(LOOKUP_IDENTITY, ("u:" + user_id,)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def get_profile(self, user_id: str) -> Profile | None:
+        assert self._read is not None
+        pid = await self._pid(user_id)
+        if pid is None:
+            return None
+        async with self._read.execute(PROFILE_ROW, (pid,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        async with self._read.execute(GROUPS_OF, (pid,)) as cur:
+            groups = [GroupMembership(g, _decode_obj(t), j) for g, t, j in await cur.fetchall()]
+        return Profile(pid=row[0], user_id=row[1], traits=_decode_obj(row[2]),
+                       preferences=_decode_obj(row[3]), groups=groups,
+                       created_at=row[4], last_seen_at=row[5])
+
+    async def user_events(self, user_id: str, *, limit: int, before: int | None) -> list[StoredEvent]:
+        assert self._read is not None
+        pid = await self._pid(user_id)
+        if pid is None:
+            return []
+        cursor = before if before is not None else 2**62
+        async with self._read.execute(USER_EVENTS, (pid, cursor, limit)) as cur:
+            return [_event(row) for row in await cur.fetchall()]
+
+    async def delete_user(self, user_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            pid = self._lookup(conn, "u:" + user_id)
+            if pid is None:
+                return False
+            idents = [row[0] for row in conn.execute(IDENTITIES_OF, (pid,))]
+            conn.execute(DELETE_EVENTS, (pid,))
+            conn.execute(DELETE_MEMBERSHIPS, (pid,))
+            for _move, delete in PROFILE_TABLES:
+                conn.execute(delete, (pid,))
+            conn.execute(DELETE_IDENTITIES, (pid,))
+            conn.execute(DELETE_PROFILE, (pid,))
+            for ident in idents:
+                self._ident.pop(ident, None)
+            self._pid_user.pop(pid, None)
+            return True
+
+        return await self.writer.run(run)
+
+    async def set_preferences(self, user_id: str, patch: dict[str, Any], now_ms: int) -> dict[str, Any]:
+        def run(conn: sqlite3.Connection) -> dict[str, Any]:
+            pid = self._lookup(conn, "u:" + user_id)
+            if pid is None:
+                # Preferences may be set before the user's first event.
+                pid = self._new_profile(conn, user_id, "u:" + user_id, now_ms)
+            current = _decode_obj(conn.execute(PREFERENCES, (pid,)).fetchone()[0])
+            for section in ("channels", "categories"):
+                if section in patch:
+                    current[section] = merge_traits(current.get(section, {}), patch[section])
+            conn.execute(SET_PREFERENCES, (_encode(current).decode(), pid))
+            return current
+
+        return await self.writer.run(run)
+
+    async def group_member_ids(self, group_id: str) -> list[str]:
+        assert self._read is not None
+        async with self._read.execute(GROUP_MEMBER_IDS, (group_id,)) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+    # -- bus catch-up ----------------------------------------------------------
+
+    async def events_after(self, cursor: int, limit: int) -> list[StoredEvent]:
+        assert self._read is not None
+        async with self._read.execute(EVENTS_AFTER, (cursor, limit)) as cur:
+            return [_event(row) for row in await cur.fetchall()]
+
+    async def last_event_id(self) -> int:
+        assert self._read is not None
+        async with self._read.execute(LAST_EVENT_ID) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- api keys ----------------------------------------------------------------
+
+    async def add_api_key(self, key_id: str, kind: str, key_hash: str, hint: str, label: str, now_ms: int) -> None:
+        await self.writer.run(lambda conn: conn.execute(INSERT_KEY, (key_id, kind, key_hash, hint, label, now_ms)))
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        assert self._read is not None
+        async with self._read.execute(FIND_KEY, (key_hash,)) as cur:
+            row = await cur.fetchone()
+        return _key(row) if row else None
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        assert self._read is not None
+        async with self._read.execute(LIST_KEYS) as cur:
+            return [_key(row) for row in await cur.fetchall()]
+
+    async def revoke_api_key(self, key_id: str, now_ms: int) -> bool:
+        return await self.writer.run(lambda conn: conn.execute(REVOKE_KEY, (now_ms, key_id)).rowcount == 1)
+
+
+def _event(row: Any) -> StoredEvent:
+    return StoredEvent(id=row[0], pid=row[1], profile_user_id=row[2], message_id=row[3], type=row[4],
+                       event=row[5], user_id=row[6], anonymous_id=row[7], data=_decode_obj(row[8]),
+                       timestamp=row[9], received_at=row[10])
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(key_id=row[0], kind=row[1], hint=row[2], label=row[3], created_at=row[4], revoked_at=row[5])

@@ -1,0 +1,100 @@
+"""Bad input of every kind gets the contract's error shape and status, never a 500."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PUBLISHABLE, SECRET, Api, make_config, running
+
+
+def assert_error(r, status: int, code: str | None = None, mentions: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["message"] and "Traceback" not in r.text
+    if code:
+        assert body["error"]["code"] == code
+    if mentions:
+        assert mentions in body["error"]["message"]
+
+
+@pytest.mark.parametrize("body, mentions", [
+    (b"{not json", "body"),
+    (b"[1,2]", "body"),
+    (b'"text"', "body"),
+    (b'{"userId": "u1"}', "event"),
+    (b'{"userId": "u1", "event": 5}', "event"),
+    (b'{"userId": true, "event": "x"}', "userId"),
+    (b'{"event": "x"}', "userId"),
+    (b'{"userId": "u1", "event": "x", "properties": [1]}', "properties"),
+    (b'{"userId": "u1", "event": "x", "timestamp": "not a time"}', "timestamp"),
+    (b'{"userId": "", "event": "x"}', "userId"),
+    (b'{"userId": "u1", "event": "' + b"x" * 300 + b'"}', "event"),
+    (b"", "body"),
+])
+async def test_bad_track_bodies_are_400_naming_the_field(api: Api, body: bytes, mentions: str) -> None:
+    r = await api.http.post("/v1/track", content=body, headers={"Authorization": f"Bearer {PUBLISHABLE}"})
+    assert_error(r, 400, mentions=mentions)
+
+
+async def test_batch_must_be_a_list(api: Api) -> None:
+    r = await api.post("/v1/batch", {"batch": {"type": "track"}}, key=PUBLISHABLE)
+    assert_error(r, 400, "invalid_field", "batch")
+    r = await api.post("/v1/batch", {"batch": []}, key=PUBLISHABLE)
+    assert_error(r, 400, "invalid_field", "batch")
+
+
+async def test_group_and_alias_need_their_ids(api: Api) -> None:
+    assert_error(await api.post("/v1/group", {"userId": "u1"}, key=PUBLISHABLE), 400, mentions="groupId")
+    assert_error(await api.post("/v1/alias", {"userId": "u1"}, key=PUBLISHABLE), 400, mentions="previousId")
+
+
+async def test_missing_and_bad_keys(api: Api) -> None:
+    assert_error(await api.post("/v1/track", {"userId": "u", "event": "e"}, key=None), 401, "missing_api_key")
+    assert_error(await api.post("/v1/track", {"userId": "u", "event": "e"}, key="pk_wrong"), 401, "invalid_api_key")
+    r = await api.http.post("/v1/track", json={"userId": "u", "event": "e"},
+                            headers={"Authorization": "Basic !!!notbase64"})
+    assert_error(r, 401, "invalid_authorization")
+    r = await api.http.post("/v1/track", json={"userId": "u", "event": "e"},
+                            headers={"Authorization": "Digest abc"})
+    assert_error(r, 401, "invalid_authorization")
+
+
+async def test_publishable_key_on_a_secret_route_is_403(api: Api) -> None:
+    assert_error(await api.get("/v1/users/u1", key=PUBLISHABLE), 403, "forbidden")
+    assert_error(await api.post("/v1/users/u1/token", key=PUBLISHABLE), 403, "forbidden")
+    assert_error(await api.delete("/v1/users/u1", key=PUBLISHABLE), 403, "forbidden")
+
+
+async def test_unknown_routes_and_methods(api: Api) -> None:
+    assert_error(await api.get("/v1/nothing-here"), 404, "not_found")
+    assert_error(await api.get("/v1/track"), 405, "method_not_allowed")
+
+
+async def test_bad_query_parameters(api: Api) -> None:
+    assert_error(await api.get("/v1/users/u1/events?limit=5000"), 400, mentions="limit")
+    assert_error(await api.get("/v1/users/u1/events?limit=abc"), 400, mentions="limit")
+    assert_error(await api.get("/v1/users/u1/events?before=xyz"), 400, mentions="before")
+
+
+async def test_bad_preferences_and_tokens(api: Api) -> None:
+    assert_error(await api.put("/v1/users/u1/preferences", {"channels": {"email": "no"}}), 400, mentions="channels")
+    assert_error(await api.put("/v1/users/u1/preferences", {"colour": "red"}), 400)
+    assert_error(await api.put("/v1/users/u1/preferences", {}), 400)
+    assert_error(await api.post("/v1/users/u1/token", {"expires_in": "forever"}), 400, mentions="expires_in")
+
+
+async def test_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "d", limits={"publishable_rate": 1.0})
+    async with running(config) as api:
+        statuses = [(await api.post("/v1/track", {"userId": "u", "event": "e"}, key=PUBLISHABLE)).status_code
+                    for _ in range(4)]
+        assert statuses[:2] == [200, 200] and 429 in statuses
+        r = await api.post("/v1/track", {"userId": "u", "event": "e"}, key=PUBLISHABLE)
+        assert_error(r, 429, "rate_limited")
+        assert int(r.headers["retry-after"]) >= 1
+        # Secret keys are not limited by default.
+        for _ in range(5):
+            assert (await api.post("/v1/track", {"userId": "u", "event": "e"}, key=SECRET)).status_code == 200

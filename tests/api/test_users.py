@@ -1,0 +1,66 @@
+"""The Users API: profile, events, delete, tokens, preferences."""
+
+from __future__ import annotations
+
+import time
+
+from retenshund import tokens
+from tests.conftest import PUBLISHABLE, Api
+
+
+async def test_profile_has_the_contract_fields(api: Api) -> None:
+    await api.post("/v1/identify", {"userId": "u1", "traits": {"email": "a@x.io", "timezone": "Europe/Berlin"}},
+                   key=PUBLISHABLE)
+    r = await api.get("/v1/users/u1")
+    assert r.status_code == 200
+    body = r.json()
+    assert {"user_id", "traits", "groups", "segments", "engagement", "created_at", "last_seen_at"} <= set(body)
+    assert body["traits"]["timezone"] == "Europe/Berlin"
+    assert body["created_at"].endswith("Z")
+
+
+async def test_unknown_user_is_404(api: Api) -> None:
+    r = await api.get("/v1/users/nobody")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+async def test_events_page_with_next_before(api: Api) -> None:
+    await api.post("/v1/batch", {"batch": [{"type": "track", "userId": "u1", "event": f"e{i}"} for i in range(5)]},
+                   key=PUBLISHABLE)
+    r1 = (await api.get("/v1/users/u1/events?limit=2")).json()
+    r2 = (await api.get(f"/v1/users/u1/events?limit=2&before={r1['next_before']}")).json()
+    r3 = (await api.get(f"/v1/users/u1/events?limit=2&before={r2['next_before']}")).json()
+    names = [e["event"] for e in r1["events"] + r2["events"] + r3["events"]]
+    assert names == ["e4", "e3", "e2", "e1", "e0"]
+    assert r3["next_before"] is None
+
+
+async def test_delete_removes_the_user_entirely(api: Api) -> None:
+    await api.post("/v1/identify", {"userId": "u1", "traits": {"email": "a@x.io"}}, key=PUBLISHABLE)
+    r = await api.delete("/v1/users/u1")
+    assert r.status_code == 204
+    assert (await api.get("/v1/users/u1")).status_code == 404
+    assert (await api.get("/v1/users/u1/events")).json()["events"] == []
+    assert (await api.delete("/v1/users/u1")).status_code == 404
+
+
+async def test_user_token_is_a_pinned_hs256_jwt_for_that_user(api: Api) -> None:
+    r = await api.post("/v1/users/u1/token", {"expires_in": "1h"})
+    assert r.status_code == 200
+    token = r.json()["token"]
+    claims = tokens.verify(api.services.signing_secret, token)
+    assert claims["sub"] == "u1"
+    assert 3500 <= claims["exp"] - time.time() <= 3700
+
+
+async def test_messages_list_is_empty_before_any_send(api: Api) -> None:
+    r = await api.get("/v1/users/u1/messages")
+    assert r.status_code == 200 and r.json() == {"messages": []}
+
+
+async def test_preferences_round_trip(api: Api) -> None:
+    r = await api.put("/v1/users/u1/preferences", {"channels": {"email": False}, "categories": {"marketing": False}})
+    assert r.status_code == 200
+    assert r.json()["channels"] == {"email": False}
+    got = (await api.get("/v1/users/u1/preferences")).json()
+    assert got["categories"] == {"marketing": False}

@@ -1,0 +1,209 @@
+"""The Store contract: what any backend must do with events, profiles, keys."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from retenshund.store.base import EventIn, Store, StoredEvent
+
+T0 = 1_780_000_000_000
+
+
+def ev(mid: str, type_: str = "track", *, user: str | None = "u1", anon: str | None = None,
+       event: str | None = "clicked", at: int = T0, **data: Any) -> EventIn:
+    return EventIn(message_id=mid, type=type_, event=event if type_ == "track" else None, user_id=user,
+                   anonymous_id=anon, data=data, timestamp=at, received_at=at)
+
+
+async def test_ingest_assigns_increasing_ids_and_resolves_the_user(store: Store) -> None:
+    result = await store.ingest([ev("m1"), ev("m2", user="u2"), ev("m3")])
+    assert [e.message_id for e in result.stored] == ["m1", "m2", "m3"]
+    ids = [e.id for e in result.stored]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert [e.profile_user_id for e in result.stored] == ["u1", "u2", "u1"]
+    assert result.stored[0].pid == result.stored[2].pid != result.stored[1].pid
+
+
+async def test_same_message_id_is_stored_once_within_and_across_batches(store: Store) -> None:
+    first = await store.ingest([ev("dup"), ev("dup"), ev("other")])
+    again = await store.ingest([ev("dup"), ev("new")])
+    assert (len(first.stored), first.duplicates) == (2, 1)
+    assert (len(again.stored), again.duplicates) == (1, 1)
+    events = await store.user_events("u1", limit=10, before=None)
+    assert sorted(e.message_id for e in events) == ["dup", "new", "other"]
+
+
+async def test_identify_merges_traits_and_null_removes(store: Store) -> None:
+    await store.ingest([ev("i1", "identify", traits={"plan": "free", "email": "a@x.io", "age": 3})])
+    await store.ingest([ev("i2", "identify", traits={"plan": "pro", "age": None})])
+    profile = await store.get_profile("u1")
+    assert profile is not None
+    assert profile.traits == {"plan": "pro", "email": "a@x.io"}
+
+
+async def test_signup_adopts_the_anonymous_history(store: Store) -> None:
+    await store.ingest([ev("a1", user=None, anon="anon-1"), ev("a2", user=None, anon="anon-1")])
+    await store.ingest([ev("i1", "identify", user="u9", anon="anon-1", traits={"email": "n@x.io"})])
+    events = await store.user_events("u9", limit=10, before=None)
+    assert [e.message_id for e in events] == ["i1", "a2", "a1"]
+    # Later anonymous-only events land on the known user too.
+    later = await store.ingest([ev("a3", user=None, anon="anon-1")])
+    assert later.stored[0].profile_user_id == "u9"
+
+
+async def test_identify_with_both_ids_merges_an_anonymous_profile_into_an_existing_user(store: Store) -> None:
+    await store.ingest([ev("k1", "identify", user="u1", traits={"plan": "pro"})])
+    await store.ingest([ev("x1", user=None, anon="phone", )])
+    await store.ingest([ev("x2", "identify", user=None, anon="phone", traits={"plan": "trial", "os": "ios"})])
+    await store.ingest([ev("k2", "identify", user="u1", anon="phone")])
+    profile = await store.get_profile("u1")
+    assert profile is not None
+    assert profile.traits == {"plan": "pro", "os": "ios"}  # the known user's values win
+    ids = [e.message_id for e in await store.user_events("u1", limit=10, before=None)]
+    assert sorted(ids) == ["k1", "k2", "x1", "x2"]
+
+
+async def test_a_batch_that_identifies_after_anonymous_events_files_them_all_under_the_user(store: Store) -> None:
+    result = await store.ingest([
+        ev("b1", user=None, anon="tab"),
+        ev("b2", "identify", user="u5", anon="tab"),
+        ev("b3", user=None, anon="tab"),
+    ])
+    assert {e.profile_user_id for e in result.stored} == {"u5"}
+    assert len({e.pid for e in result.stored}) == 1
+
+
+async def test_alias_merges_the_previous_id(store: Store) -> None:
+    await store.ingest([ev("p1", user="old-id"), ev("p2", "identify", user="old-id", traits={"a": 1})])
+    await store.ingest([ev("al", "alias", user="new-id", previousId="old-id")])
+    profile = await store.get_profile("new-id")
+    assert profile is not None and profile.traits == {"a": 1}
+    ids = {e.message_id for e in await store.user_events("new-id", limit=10, before=None)}
+    assert ids == {"p1", "p2", "al"}
+
+
+async def test_alias_of_an_unseen_anonymous_id_claims_its_future_events(store: Store) -> None:
+    await store.ingest([ev("al", "alias", user="u7", previousId="later-anon")])
+    result = await store.ingest([ev("z", user=None, anon="later-anon")])
+    assert result.stored[0].profile_user_id == "u7"
+
+
+async def test_group_records_membership_and_merges_group_traits(store: Store) -> None:
+    await store.ingest([ev("g1", "group", user="u1", groupId="team-1", traits={"name": "Acme", "size": 3})])
+    await store.ingest([ev("g2", "group", user="u2", groupId="team-1", traits={"size": 4})])
+    profile = await store.get_profile("u1")
+    assert profile is not None
+    assert [(g.group_id, g.traits) for g in profile.groups] == [("team-1", {"name": "Acme", "size": 4})]
+    assert await store.group_member_ids("team-1") == ["u1", "u2"]
+
+
+async def test_user_events_page_newest_first(store: Store) -> None:
+    await store.ingest([ev(f"m{i}", at=T0 + i) for i in range(7)])
+    page1 = await store.user_events("u1", limit=3, before=None)
+    page2 = await store.user_events("u1", limit=3, before=page1[-1].id)
+    page3 = await store.user_events("u1", limit=3, before=page2[-1].id)
+    got = [e.message_id for e in page1 + page2 + page3]
+    assert got == [f"m{i}" for i in range(6, -1, -1)]
+
+
+async def test_delete_user_removes_everything_and_a_replay_stays_out(store: Store) -> None:
+    await store.ingest([ev("d1", "identify", traits={"email": "x@y.z"}, anon="an"),
+                        ev("d2", "group", groupId="g"), ev("d3")])
+    await store.ingest([ev("keep", user="u2")])
+    assert await store.delete_user("u1") is True
+    assert await store.get_profile("u1") is None
+    assert await store.user_events("u1", limit=10, before=None) == []
+    assert await store.group_member_ids("g") == []
+    assert await store.delete_user("u1") is False
+    replay = await store.ingest([ev("d3")])
+    assert replay.stored == [] and replay.duplicates == 1
+    assert len(await store.user_events("u2", limit=10, before=None)) == 1
+    # The anonymous id is forgotten too: new events under it make a new person.
+    fresh = await store.ingest([ev("after", user=None, anon="an")])
+    assert fresh.stored[0].profile_user_id is None
+
+
+async def test_preferences_merge_and_null_clears(store: Store) -> None:
+    p = await store.set_preferences("u1", {"channels": {"email": False}}, T0)
+    assert p == {"channels": {"email": False}}
+    p = await store.set_preferences("u1", {"categories": {"marketing": False}, "channels": {"push": False}}, T0)
+    assert p == {"channels": {"email": False, "push": False}, "categories": {"marketing": False}}
+    p = await store.set_preferences("u1", {"channels": {"email": None}}, T0)
+    assert p["channels"] == {"push": False}
+
+
+async def test_events_after_reads_in_commit_order(store: Store) -> None:
+    await store.ingest([ev("e1"), ev("e2", user="u2")])
+    await store.ingest([ev("e3")])
+    all_events = await store.events_after(0, 10)
+    assert [e.message_id for e in all_events] == ["e1", "e2", "e3"]
+    assert [e.message_id for e in await store.events_after(all_events[0].id, 1)] == ["e2"]
+    assert await store.last_event_id() == all_events[-1].id
+
+
+async def test_concurrent_ingests_share_commits_and_all_land(store: Store) -> None:
+    commits: list[int] = []
+    writer = getattr(store, "writer", None)
+    if writer is not None:
+        writer.observe = lambda ops, _s: commits.append(ops)
+    await asyncio.gather(*(store.ingest([ev(f"c{i}", user=f"u{i % 7}")]) for i in range(200)))
+    assert len(await store.events_after(0, 1000)) == 200
+    if writer is not None:
+        assert sum(commits) == 200
+        assert len(commits) < 200  # grouped: fewer commits than writes
+
+
+async def test_committed_events_are_announced_in_order(store: Store) -> None:
+    seen: list[StoredEvent] = []
+    store.on_events = seen.extend  # type: ignore[attr-defined]
+    await asyncio.gather(*(store.ingest([ev(f"n{i}")]) for i in range(20)))
+    assert len(seen) == 20
+    assert [e.id for e in seen] == sorted(e.id for e in seen)
+
+
+async def test_prune_forgets_old_message_ids(store: Store) -> None:
+    await store.ingest([ev("old", at=T0), ev("new", at=T0 + 10_000)])
+    assert await store.prune_message_ids(T0 + 5_000) == 1
+    again = await store.ingest([ev("old", at=T0 + 20_000), ev("new", at=T0 + 20_000)])
+    assert [e.message_id for e in again.stored] == ["old"]
+
+
+async def test_api_keys_add_find_list_revoke(store: Store) -> None:
+    await store.add_api_key("key_abc", "secret", "h" * 64, "sk_abc…wxyz", "ci", T0)
+    found = await store.find_api_key("h" * 64)
+    assert found is not None and found.kind == "secret" and found.revoked_at is None
+    assert [k.key_id for k in await store.list_api_keys()] == ["key_abc"]
+    assert await store.revoke_api_key("key_abc", T0 + 1) is True
+    assert await store.revoke_api_key("key_abc", T0 + 2) is False
+    revoked = await store.find_api_key("h" * 64)
+    assert revoked is not None and revoked.revoked_at == T0 + 1
+
+
+ids = st.text(alphabet="abcdef", min_size=1, max_size=2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(batches=st.lists(st.lists(ids, min_size=1, max_size=8), min_size=1, max_size=6))
+def test_every_message_id_is_stored_exactly_once(tmp_path_factory: Any, batches: list[list[str]]) -> None:
+    from retenshund.store.sqlite import SqliteStore
+
+    async def run() -> None:
+        s = SqliteStore(tmp_path_factory.mktemp("dedupe"))
+        await s.open()
+        try:
+            stored: list[str] = []
+            for batch in batches:
+                result = await s.ingest([ev(m) for m in batch])
+                stored += [e.message_id for e in result.stored]
+            expected = list(dict.fromkeys(m for batch in batches for m in batch))
+            assert stored == expected
+            in_db = [e.message_id for e in await s.events_after(0, 1000)]
+            assert in_db == expected
+        finally:
+            await s.close()
+
+    asyncio.run(run())

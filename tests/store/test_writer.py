@@ -1,0 +1,77 @@
+"""The group-commit writer: one transaction for many callers, each answered after COMMIT."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from retenshund.store.writer import Writer
+
+
+def _connect(path: Path):  # type: ignore[no-untyped-def]
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY)")
+        return conn
+    return connect
+
+
+async def test_a_failing_write_does_not_undo_the_others_in_its_transaction(tmp_path: Path) -> None:
+    w = Writer(_connect(tmp_path / "w.db"))
+    w.start()
+    try:
+        def insert(k: str):  # type: ignore[no-untyped-def]
+            return lambda conn: conn.execute("INSERT INTO t VALUES (?)", (k,)).rowcount
+
+        results = await asyncio.gather(
+            w.run(insert("a")), w.run(insert("a")), w.run(insert("b")), return_exceptions=True)
+        assert results[0] == 1 and results[2] == 1
+        assert isinstance(results[1], sqlite3.IntegrityError)
+    finally:
+        await w.close()
+    rows = sqlite3.connect(tmp_path / "w.db").execute("SELECT k FROM t ORDER BY k").fetchall()
+    assert rows == [("a",), ("b",)]
+
+
+async def test_the_answer_comes_after_the_data_is_readable_by_another_connection(tmp_path: Path) -> None:
+    w = Writer(_connect(tmp_path / "w.db"))
+    w.start()
+    try:
+        await w.run(lambda conn: conn.execute("INSERT INTO t VALUES ('x')"))
+        other = sqlite3.connect(tmp_path / "w.db")
+        assert other.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    finally:
+        await w.close()
+
+
+async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
+    w = Writer(_connect(tmp_path / "w.db"))
+    w.start()
+    pending = [asyncio.ensure_future(w.run(lambda conn, i=i: conn.execute("INSERT INTO t VALUES (?)", (str(i),))))
+               for i in range(50)]
+    await asyncio.sleep(0)  # let them enqueue
+    await w.close()
+    await asyncio.gather(*pending)
+    assert sqlite3.connect(tmp_path / "w.db").execute("SELECT count(*) FROM t").fetchone() == (50,)
+
+
+async def test_a_write_before_start_is_refused(tmp_path: Path) -> None:
+    w = Writer(_connect(tmp_path / "w.db"))
+    with pytest.raises(RuntimeError):
+        await w.run(lambda conn: None)
+
+
+async def test_rollback_hook_runs_when_a_write_fails(tmp_path: Path) -> None:
+    rolled: list[bool] = []
+    w = Writer(_connect(tmp_path / "w.db"), on_rollback=lambda: rolled.append(True))
+    w.start()
+    try:
+        with pytest.raises(ZeroDivisionError):
+            await w.run(lambda conn: 1 / 0)
+        assert rolled == [True]
+    finally:
+        await w.close()
