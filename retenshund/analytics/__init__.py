@@ -1,0 +1,1 @@
+"""Analytics: numbers about messages and automations (holdout lift, time to trigger)."""

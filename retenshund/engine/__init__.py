@@ -1,0 +1,1 @@
+"""The engine: pure logic over events, traits and time (conditions, baselines, automations)."""
