@@ -102,7 +102,7 @@ async def require_key(conn: HTTPConnection, keyring: Keyring, *, scope: str, bod
     return caller
 
 
-def require_user(conn: HTTPConnection, signing_secret: str) -> Caller:
+def require_user(conn: HTTPConnection, signing_secret: str, now_s: float | None = None) -> Caller:
     """A browser caller, from its signed user token (Bearer or ?token=)."""
     token = conn.query_params.get("token")
     header = conn.headers.get("authorization", "")
@@ -112,7 +112,7 @@ def require_user(conn: HTTPConnection, signing_secret: str) -> Caller:
         raise ApiError(401, "missing_user_token",
                        "send the user token from POST /v1/users/{id}/token as Authorization: Bearer <token>")
     try:
-        claims = tokens.verify(signing_secret, token)
+        claims = tokens.verify(signing_secret, token, now=now_s)
     except tokens.TokenError:
         raise ApiError(401, "invalid_user_token",
                        "the user token is invalid or expired; mint a new one with POST /v1/users/{id}/token") from None

@@ -32,6 +32,13 @@ class Metrics:
         self.rate_limited = Counter("retenshun_rate_limited", "Requests refused by rate limits", ["kind"],
                                     registry=r)
 
+        self.messages = Counter("retenshun_messages", "Messages by channel and final status",
+                                ["channel", "status"], registry=r)
+        self.time_to_trigger = Histogram(
+            "retenshun_time_to_trigger_seconds", "Triggering event received -> message delivered",
+            ["channel"], registry=r,
+            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 300, 3600))
+
     def observe_commit(self, ops: int, seconds: float) -> None:
         self.commit_ops.observe(ops)
         self.commit_seconds.observe(seconds)

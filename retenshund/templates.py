@@ -412,9 +412,24 @@ def _compile_data(value: object, path: str, depth: int) -> _Data:
     raise TemplateError(path, f"has a value of type {type(value).__name__}; use JSON values only")
 
 
+# python-liquid 2 reads ``event.limit`` as the keyword ``limit`` and refuses it,
+# where Shopify's Liquid reads a property. Event properties called limit,
+# offset, with... are common ("plan_limit_reached" with used/limit), so inside
+# Liquid markup ``x.limit`` is rewritten to the equivalent ``x["limit"]``.
+_KEYWORD_PROPERTY_RE: Final = re.compile(
+    r'(?<=[\w\]"\'])\.(limit|offset|with|and|or|in|contains|reversed|cols|as|for|by|empty|blank|nil|null|true|false)'
+    r'(?![\w])')
+_MARKUP_RE: Final = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+
+
+def _quote_keyword_properties(source: str) -> str:
+    return _MARKUP_RE.sub(lambda m: _KEYWORD_PROPERTY_RE.sub(r'["\1"]', m.group(0)), source)
+
+
 def _parse(env: Environment, source: str, path: str) -> BoundTemplate:
     if len(source) > SOURCE_LIMIT:
         raise TemplateError(path, f"is {len(source)} characters; the limit is {SOURCE_LIMIT}")
+    source = _quote_keyword_properties(source)
     try:
         template = env.from_string(source, name=path)
     except LiquidError as err:

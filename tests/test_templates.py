@@ -539,3 +539,10 @@ def test_text_without_liquid_markup_renders_unchanged(source: str) -> None:
     assert push["body"] == push["url"] == push["icon"] == source
     assert in_app["title"] == in_app["body"] == in_app["url"] == source
     assert in_app["data"] == {"k": [source]}
+
+
+def test_properties_named_like_liquid_keywords_render_as_in_shopify_liquid() -> None:
+    compiled = compile_template("kw", {"in_app": {"title": "{{ event.used }} of {{ event.limit }}",
+                                                  "body": "{% if event.offset > 1 %}late{% endif %}"}})
+    out = render(compiled, "in_app", build_context({}, "u1", {}, {"used": 3, "limit": 10, "offset": 2}))
+    assert (out["title"], out["body"]) == ("3 of 10", "late")

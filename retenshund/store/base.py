@@ -93,3 +93,139 @@ class Store(Protocol):
     async def find_api_key(self, key_hash: str) -> ApiKey | None: ...
     async def list_api_keys(self) -> list[ApiKey]: ...
     async def revoke_api_key(self, key_id: str, now_ms: int) -> bool: ...
+
+
+# -- messaging -----------------------------------------------------------------
+
+
+class NewMessage(msgspec.Struct, kw_only=True):
+    message_id: str
+    user_id: str
+    channel: str
+    template_id: str | None
+    category: str
+    variables: dict[str, Any] = {}
+    event: dict[str, Any] | None = None
+    automation_id: str | None = None
+    run_id: str | None = None
+    trigger_at: int
+    # Due time of the delivery job (later than now for quiet-hours deferral).
+    due_at: int
+    # Status at creation: "queued", or "suppressed" (then reason says why and no job is made).
+    status: str = "queued"
+    reason: str | None = None
+    # Sent only if this (in-app) message is still unread when it is due.
+    fallback_of: str | None = None
+
+
+class HistoryEntry(msgspec.Struct):
+    status: str
+    at: int
+    detail: str | None
+
+
+class Message(msgspec.Struct, kw_only=True):
+    message_id: str
+    pid: int
+    user_id: str
+    channel: str
+    template_id: str | None
+    category: str
+    status: str
+    reason: str | None
+    variables: dict[str, Any]
+    event: dict[str, Any] | None
+    automation_id: str | None
+    run_id: str | None
+    rendered: dict[str, Any] | None
+    trigger_at: int
+    created_at: int
+    updated_at: int
+    delivered_at: int | None
+    history: list[HistoryEntry] = []
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """A claimed delivery: the message, and the attempt number that fences it."""
+
+    message: Message
+    attempt: int
+    first_at: int
+
+
+class SendOutcome(msgspec.Struct, kw_only=True):
+    """What a send call created, or the stored answer of an earlier call with the same key."""
+
+    messages: list[Message]
+    replay: dict[str, Any] | None = None
+
+
+class InboxItem(msgspec.Struct, kw_only=True):
+    id: str
+    title: str | None
+    body: str | None
+    url: str | None
+    data: dict[str, Any]
+    created_at: int
+    read_at: int | None
+    archived_at: int | None
+
+
+class PushSubscription(msgspec.Struct, kw_only=True):
+    endpoint: str
+    p256dh: str
+    auth: str
+    created_at: int
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before with another body."""
+
+
+# -- automations -----------------------------------------------------------------
+
+
+class Run(msgspec.Struct, kw_only=True):
+    run_id: str
+    automation_id: str
+    version: int
+    pid: int
+    user_id: str
+    status: str  # active | waiting | completed | exited | held_out
+    holdout: bool
+    trigger_event: dict[str, Any] | None
+    trigger_at: int
+    position: list[Any]
+    wait_until: int | None
+    waiting_for: str | None
+    goal_at: int | None
+    started_at: int
+    updated_at: int
+    ended_at: int | None
+
+
+class JournalEntry(msgspec.Struct, kw_only=True):
+    user_id: str
+    kind: str
+    at: int
+    automation_id: str | None = None
+    run_id: str | None = None
+    detail: str | None = None
+
+
+class Transition(msgspec.Struct, kw_only=True):
+    """One step of a run, applied atomically: the step key is claimed (so the step
+    runs once), the run moves from ``expect_position``/``expect_status`` to the new
+    state, and the step's messages and journal entries are written."""
+
+    run_id: str
+    step_key: str
+    expect_position: list[Any]
+    expect_status: str
+    position: list[Any]
+    status: str
+    wait_until: int | None = None
+    waiting_for: str | None = None
+    messages: list[NewMessage] = []
+    journal: list[JournalEntry] = []
+    outcome: str | None = None
