@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -36,6 +39,15 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--label", default="")
     revoke = ks.add_parser("revoke", help="revoke a key by its id (key_...)")
     revoke.add_argument("key_id")
+    for name, text in (("apply", "send the definitions in DIR to a running daemon"),
+                       ("diff", "show what 'apply DIR' would change")):
+        cmd = sub.add_parser(name, help=text)
+        _common(cmd)
+        cmd.add_argument("dir", help="folder with templates/, segments/ and automations/ files (TOML or JSON)")
+        cmd.add_argument("--url", default=os.environ.get("RETENSHUN_URL"),
+                         help="daemon URL (default RETENSHUN_URL, else http://127.0.0.1:<port>)")
+        cmd.add_argument("--key", default=os.environ.get("RETENSHUN_SECRET_KEY"),
+                         help="secret key (default RETENSHUN_SECRET_KEY, else the data dir's first key)")
     return p
 
 
@@ -118,7 +130,33 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "keys":
         return asyncio.run(_keys(config, args))
+    if args.command in ("apply", "diff"):
+        return _definitions(config, args)
     return serve(config)
+
+
+def _definitions(config: Config, args: argparse.Namespace) -> int:
+    from . import apply as apply_mod
+
+    url = args.url or f"http://{config.server.host}:{config.server.port}"
+    key = args.key or (config.auth.secret_keys[0] if config.auth.secret_keys else None)
+    if key is None:
+        creds = config.data_dir / "credentials.json"
+        if creds.exists():
+            key = json.loads(creds.read_text()).get("initial_secret_key") or None
+    if not key:
+        print("retenshund: no secret key: pass --key or set RETENSHUN_SECRET_KEY", file=sys.stderr)
+        return 2
+    try:
+        client = apply_mod.Client(url, key)
+        if args.command == "diff":
+            apply_mod.diff(Path(args.dir), client)
+        else:
+            apply_mod.apply(Path(args.dir), client)
+    except apply_mod.ApplyError as exc:
+        print(f"retenshund {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

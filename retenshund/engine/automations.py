@@ -1,0 +1,439 @@
+"""The automation engine: who enters which automation, and each run's steps.
+
+Runs live in the store; this object only keeps an index of definitions so an
+event costs a dictionary lookup when nothing listens to it. Every step goes
+through ``store.apply_transition``: the (run, step) key is claimed in the same
+transaction as the step's effects, so a step executes once across crashes and
+re-processing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+
+from ..analytics.lift import holdout_assign
+from ..clock import Clock, iso
+from ..messages import new_message_id
+from ..store.base import JournalEntry, NewMessage, Run, StoredEvent, Transition
+from .conditions import match_where
+from .definitions import Automation, Step, compile_automation
+from .quiet_hours import release_time, zone
+from .timers import Timers, parse_cron
+
+log = logging.getLogger("retenshund.automations")
+
+# Past the last step: the run has nothing left to do but end (after a final wait).
+END: list[Any] = ["end"]
+
+
+def event_view(e: StoredEvent) -> dict[str, Any]:
+    """What trigger ``where`` paths and templates see of an event."""
+    d = e.data
+    return {"event": e.event, "type": e.type, "properties": d.get("properties") or {},
+            "context": d.get("context") or {}, "traits": d.get("traits") or {}, "user_id": e.profile_user_id,
+            "group_id": d.get("groupId")}
+
+
+def run_id_for(automation_id: str, user_id: str, trigger_key: str) -> str:
+    digest = hashlib.sha256(f"{automation_id}\0{user_id}\0{trigger_key}".encode()).hexdigest()
+    return "run_" + digest[:24]
+
+
+def _next_position(automation: Automation, path: list[Any]) -> list[Any] | None:
+    """The position after the step at ``path``, climbing out of finished branches."""
+    cur = list(path)
+    while cur:
+        cur[-1] += 1
+        if automation.step_at(tuple(cur)) is not None:
+            return cur
+        if len(cur) < 3:
+            return None
+        cur = cur[:-2]  # leave the branch; continue after the step that owns it
+    return None
+
+
+class AutomationEngine:
+    def __init__(self, store: Any, clock: Clock, timers: Timers, dispatcher: Any, segments: Any = None, *,
+                 fatigue: tuple[int, int] | None = None, webhook_secret: bytes = b"",
+                 allow_private_webhooks: bool = False) -> None:
+        self.store = store
+        self.clock = clock
+        self.timers = timers
+        self.dispatcher = dispatcher
+        self.segments = segments
+        self.fatigue = fatigue
+        self.webhook_secret = webhook_secret
+        self.allow_private_webhooks = allow_private_webhooks
+        self._current: dict[str, Automation] = {}
+        self._versions: dict[tuple[str, int], Automation] = {}
+        self._by_event: dict[str, list[Automation]] = defaultdict(list)
+        self._by_segment: dict[tuple[str, str], list[Automation]] = defaultdict(list)
+        self._exits: dict[str, list[Automation]] = defaultdict(list)
+        self._goals: dict[str, list[Automation]] = defaultdict(list)
+        self._waited: set[str] = set()
+        # One run moves at a time in this process: events, timers and cron share it.
+        self.lock = asyncio.Lock()
+
+    # -- definitions ---------------------------------------------------------
+
+    async def start(self) -> None:
+        for automation_id, definition, version, enabled, _c, _u in await self.store.list_automations():
+            try:
+                self._install(compile_automation(automation_id, definition), version)
+            except Exception:
+                log.exception("stored automation no longer compiles", extra={"automation_id": automation_id})
+        self._waited = await self.store.waited_events()
+        self.timers.register("runs", self.run_due)
+
+    def _install(self, a: Automation, version: int) -> None:
+        self._uninstall(a.automation_id)
+        self._current[a.automation_id] = a
+        self._versions[(a.automation_id, version)] = a
+        if a.enabled:
+            t = a.trigger
+            if t.kind == "event" and t.event:
+                self._by_event[t.event].append(a)
+            elif t.kind in ("segment_entered", "segment_exited") and t.segment:
+                self._by_segment[(t.kind, t.segment)].append(a)
+            elif t.kind == "schedule" and t.cron and t.segment:
+                self.timers.add_cron(a.automation_id, parse_cron(t.cron, "trigger.schedule", t.timezone),
+                                     lambda aid=a.automation_id: self.run_schedule(aid))
+        for name in a.exit_on:
+            self._exits[name].append(a)
+        if a.goal_event:
+            self._goals[a.goal_event].append(a)
+
+    def _uninstall(self, automation_id: str) -> None:
+        for index in (self._by_event, self._by_segment, self._exits, self._goals):
+            for key in list(index):
+                index[key] = [a for a in index[key] if a.automation_id != automation_id]
+                if not index[key]:
+                    del index[key]
+        self._current.pop(automation_id, None)
+        self.timers.remove_cron(automation_id)
+
+    def installed(self, automation: Automation, version: int) -> None:
+        """Called after the API saved a new version."""
+        self._install(automation, version)
+
+    def removed(self, automation_id: str) -> None:
+        self._uninstall(automation_id)
+
+    async def _version(self, automation_id: str, version: int) -> Automation | None:
+        """The definition a run started with (editing never changes runs in flight)."""
+        key = (automation_id, version)
+        if key not in self._versions:
+            definition = await self.store.automation_version(automation_id, version)
+            if definition is None:
+                return None
+            self._versions[key] = compile_automation(automation_id, definition)
+        return self._versions[key]
+
+    # -- events --------------------------------------------------------------
+
+    async def on_events(self, events: list[StoredEvent]) -> None:
+        for e in events:
+            if e.profile_user_id is None or e.type != "track" or not e.event:
+                continue
+            name = e.event
+            if not (name in self._exits or name in self._goals or name in self._waited or name in self._by_event
+                    or name in ("segment_entered", "segment_exited")):
+                continue
+            async with self.lock:
+                await self._on_event(e, name)
+
+    async def _on_event(self, e: StoredEvent, name: str) -> None:
+        now = self.clock.now_ms()
+        user_id = e.profile_user_id
+        assert user_id is not None
+        for a in self._exits.get(name, []):
+            for run in await self.store.live_runs(e.pid, a.automation_id):
+                await self.store.exit_run(run, now, [JournalEntry(
+                    user_id=user_id, kind="exited", at=now, automation_id=a.automation_id, run_id=run.run_id,
+                    detail=f"exit event {name}")], f"cancelled: run exited on {name}")
+        for a in self._goals.get(name, []):
+            await self.store.record_goal(e.pid, a.automation_id, e.timestamp, a.goal_within_ms, JournalEntry(
+                user_id=user_id, kind="goal_reached", at=now, automation_id=a.automation_id,
+                detail=f"goal {name} reached"))
+        if name in self._waited:
+            for run in await self.store.runs_waiting_for(e.pid, name):
+                await self._resume_wait_for(run, happened=True, event=e)
+        triggered: list[Automation] = list(self._by_event.get(name, []))
+        if name in ("segment_entered", "segment_exited"):
+            segment = (e.data.get("properties") or {}).get("segment_id")
+            triggered += self._by_segment.get((name, segment), [])
+        view = event_view(e)
+        for a in triggered:
+            t = a.trigger
+            if t.where is not None and not match_where(t.where, view):
+                continue
+            targets = [user_id]
+            if t.group_path:
+                group_id = _path(view, t.group_path)
+                if group_id is None:
+                    continue
+                members = await self.store.group_member_ids(str(group_id))
+                targets = [m for m in members if t.include_actor or m != user_id]
+            for target in targets:
+                await self._enter(a, target, e.message_id, view["properties"], e.received_at)
+
+    # -- entering ------------------------------------------------------------
+
+    async def _enter(self, a: Automation, user_id: str, trigger_key: str, event_props: dict[str, Any] | None,
+                     trigger_at: int) -> None:
+        now = self.clock.now_ms()
+        version = await self._current_version(a.automation_id)
+        held = a.holdout_percent > 0 and holdout_assign(a.automation_id, user_id, a.holdout_percent)
+        run = Run(run_id=run_id_for(a.automation_id, user_id, trigger_key), automation_id=a.automation_id,
+                  version=version, pid=0, user_id=user_id, status="held_out" if held else "active", holdout=held,
+                  trigger_event={"properties": event_props or {}}, trigger_at=trigger_at,
+                  position=[0] if a.steps else [], wait_until=None, waiting_for=None, goal_at=None,
+                  started_at=now, updated_at=now, ended_at=now if held else None)
+        entry = JournalEntry(user_id=user_id, kind="held_out" if held else "entered", at=now,
+                             automation_id=a.automation_id, run_id=run.run_id,
+                             detail=(f"in the {a.holdout_percent:g}% holdout: sends nothing, counts for lift"
+                                     if held else f"triggered by {trigger_key}"))
+        skipped = JournalEntry(user_id=user_id, kind="skipped_frequency_cap", at=now, automation_id=a.automation_id,
+                               detail=f"frequency cap: at most {a.cap_max} entries per {a.cap_per_ms // 1000}s")
+        cap = (a.cap_max, a.cap_per_ms) if a.cap_max else None
+        started = await self.store.start_run(run, cap=cap, journal=[entry], skipped=[skipped])
+        if started is not None and not held:
+            await self._advance(started, a)
+
+    async def _current_version(self, automation_id: str) -> int:
+        found = await self.store.get_automation(automation_id)
+        return int(found[1]) if found else 1
+
+    # -- running steps ---------------------------------------------------------
+
+    async def _advance(self, run: Run, a: Automation | None = None) -> None:
+        """Execute steps from the run's position until it waits or ends."""
+        a = a if a is not None and (a.automation_id, run.version) in self._versions else \
+            await self._version(run.automation_id, run.version)
+        if a is None:
+            return
+        for _ in range(1000):  # a definition has at most 100 steps per list; this is a safety net
+            if run.status not in ("active",):
+                return
+            step = a.step_at(tuple(run.position)) if run.position else None
+            if step is None:
+                await self._finish(run)
+                return
+            moved = await self._execute(run, a, step)
+            if moved is None:
+                return
+            run = moved
+
+    async def _finish(self, run: Run) -> None:
+        now = self.clock.now_ms()
+        await self.store.apply_transition(Transition(
+            run_id=run.run_id, step_key=f"{_key(run.position)}:end", expect_position=run.position,
+            expect_status=run.status, position=run.position, status="completed",
+            journal=[JournalEntry(user_id=run.user_id, kind="completed", at=now, automation_id=run.automation_id,
+                                  run_id=run.run_id)]), now, self.dispatcher.lease_ms)
+
+    async def _execute(self, run: Run, a: Automation, step: Step) -> Run | None:
+        now = self.clock.now_ms()
+        key = _key(run.position)
+        nxt = _next_position(a, run.position) or END
+        journal: list[JournalEntry] = []
+        messages: list[NewMessage] = []
+        status, position, wait_until, waiting_for = "active", nxt, None, None
+        if step.kind == "wait":
+            status, wait_until = "waiting", now + step.duration_ms
+            journal.append(self._note(run, "waiting", now, f"until {iso(wait_until)}"))
+        elif step.kind == "wait_for":
+            status, position, wait_until, waiting_for = "waiting", run.position, now + step.duration_ms, step.event
+            journal.append(self._note(run, "waiting_for", now, f"{step.event} until {iso(wait_until)}"))
+        elif step.kind == "if":
+            assert step.condition_source is not None
+            ok = await self._condition(run, step.condition_source)
+            branch = "then" if ok else "else"
+            journal.append(self._note(run, "branch", now, f"condition {'true' if ok else 'false'}: {branch}"))
+            if a.step_at((*run.position, branch, 0)) is not None:
+                position = [*run.position, branch, 0]
+        elif step.kind == "send":
+            messages, notes = await self._messages(run, a, step, now)
+            journal += notes
+        elif step.kind == "webhook":
+            journal.append(await self._webhook(run, step, key))
+        if status == "active" and position == END:
+            status = "completed"
+            journal.append(self._note(run, "completed", now, None))
+        made = await self.store.apply_transition(Transition(
+            run_id=run.run_id, step_key=key, expect_position=run.position, expect_status=run.status,
+            position=position, status=status, wait_until=wait_until, waiting_for=waiting_for, messages=messages,
+            journal=journal, outcome=step.kind), now, self.dispatcher.lease_ms)
+        if made is None:
+            return None
+        if made:
+            # Only what is due now is handed over; deferred ones (quiet hours,
+            # fallbacks) wait in the outbox for the dispatcher to claim them.
+            self.dispatcher.submit([m for m, n in zip(made, messages) if n.due_at <= now])
+            if any(n.due_at > now for n in messages):
+                self.dispatcher.poke()
+        if waiting_for:
+            self._waited.add(waiting_for)
+        if wait_until is not None:
+            self.timers.wake_at("runs", wait_until)
+        return msgspec.structs.replace(run, position=position, status=status, wait_until=wait_until,
+                                       waiting_for=waiting_for)
+
+    def _note(self, run: Run, kind: str, at: int, detail: str | None) -> JournalEntry:
+        return JournalEntry(user_id=run.user_id, kind=kind, at=at, automation_id=run.automation_id,
+                            run_id=run.run_id, detail=detail)
+
+    async def _condition(self, run: Run, condition: dict[str, Any]) -> bool:
+        if self.segments is None:
+            return False
+        return bool(await self.segments.evaluate(run.pid, run.user_id, condition))
+
+    async def _messages(self, run: Run, a: Automation, step: Step, now: int) -> tuple[list[NewMessage], list[JournalEntry]]:
+        notes: list[JournalEntry] = []
+        profile = await self.store.get_profile(run.user_id)
+        traits = profile.traits if profile else {}
+        due = now
+        if a.quiet_start is not None and a.quiet_end is not None:
+            tz = zone(traits.get("timezone"), a.quiet_timezone)
+            release = release_time(now, a.quiet_start, a.quiet_end, tz)
+            if release is not None:
+                due = release
+                notes.append(self._note(run, "deferred_quiet_hours", now,
+                                        f"quiet hours in {tz.key}: sends at {iso(release)}"))
+        status, reason = "queued", None
+        category = step.category
+        if self.fatigue is not None and category != "transactional":
+            limit, per = self.fatigue
+            if await self.store.recent_automation_messages(run.pid, now - per) >= limit:
+                status, reason = "suppressed", f"frequency cap: at most {limit} automated messages per {per // 1000}s"
+                notes.append(self._note(run, "suppressed_fatigue", now, reason))
+        event = (run.trigger_event or {}).get("properties") or {}
+        variables = dict(step.variables)
+        for c in step.computed:
+            variables[c.name] = await self._compute(run.pid, c, now)
+        templates = getattr(self.dispatcher, "templates", None)
+        made: list[NewMessage] = []
+        for channel in step.channel:
+            cat = category
+            if cat is None and templates is not None:
+                compiled = await templates.get(step.template_id or "")
+                cat = compiled.category if compiled else "transactional"
+            made.append(NewMessage(message_id=new_message_id(), user_id=run.user_id, channel=channel,
+                                   template_id=step.template_id, category=cat or "transactional",
+                                   variables=variables, event=event, automation_id=a.automation_id,
+                                   run_id=run.run_id, trigger_at=run.trigger_at, due_at=due, status=status,
+                                   reason=reason))
+        if step.fallback is not None and made and status == "queued":
+            fb = step.fallback
+            compiled = await templates.get(fb.template_id) if templates is not None else None
+            made.append(NewMessage(message_id=new_message_id(), user_id=run.user_id, channel=fb.channel,
+                                   template_id=fb.template_id,
+                                   category=compiled.category if compiled else "transactional",
+                                   variables=variables, event=event, automation_id=a.automation_id,
+                                   run_id=run.run_id, trigger_at=run.trigger_at, due_at=due + fb.after_ms,
+                                   fallback_of=made[0].message_id))
+            notes.append(self._note(run, "fallback_scheduled", now,
+                                    f"{fb.channel} at {iso(due + fb.after_ms)} unless the in-app message is read"))
+        if status == "queued":
+            notes.append(self._note(run, "sent", now, f"{', '.join(step.channel)} with {step.template_id}"))
+        return made, notes
+
+    async def _compute(self, pid: int, c: Any, now: int) -> Any:
+        since = now - c.within_ms if c.within_ms is not None else 0
+        rows = await self.store.event_properties(pid, c.event, since)
+        if c.agg == "count":
+            return len(rows)
+        values = [r.get(c.property) for r in rows]
+        if c.agg == "last":
+            return values[0] if values else None
+        return sum(v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    async def _webhook(self, run: Run, step: Step, key: str) -> JournalEntry:
+        from ..channels.webhook import call_webhook
+
+        now = self.clock.now_ms()
+        body = {"automation_id": run.automation_id, "run_id": run.run_id, "user_id": run.user_id,
+                "event": (run.trigger_event or {}).get("properties"), "data": step.body}
+        assert step.url is not None
+        result = await call_webhook(step.url, body, secret=self.webhook_secret, webhook_id=f"{run.run_id}:{key}",
+                                    headers=step.headers, allow_private=self.allow_private_webhooks,
+                                    now=now / 1000)
+        return self._note(run, "webhook" if result.ok else "webhook_failed", now, f"{step.url}: {result.detail}")
+
+    async def _resume_wait_for(self, run: Run, *, happened: bool, event: StoredEvent | None = None) -> None:
+        a = await self._version(run.automation_id, run.version)
+        if a is None:
+            return
+        step = a.step_at(tuple(run.position))
+        if step is None or step.kind != "wait_for":
+            return
+        if happened and event is not None and step.where is not None and not match_where(step.where,
+                                                                                         event_view(event)):
+            return
+        now = self.clock.now_ms()
+        branch = "if_happened" if happened else "if_not"
+        position = [*run.position, branch, 0]
+        if a.step_at(tuple(position)) is None:
+            position = _next_position(a, run.position) or END
+        done = position == END
+        moved = await self.store.apply_transition(Transition(
+            run_id=run.run_id, step_key=f"{_key(run.position)}:resolved", expect_position=run.position,
+            expect_status=run.status, position=position, status="completed" if done else "active",
+            journal=[self._note(run, "wait_for_" + ("happened" if happened else "timed_out"), now, step.event)]),
+            now, self.dispatcher.lease_ms)
+        if moved is not None and not done:
+            await self._advance(msgspec.structs.replace(run, position=position, status="active", wait_until=None,
+                                                        waiting_for=None), a)
+
+    # -- time ----------------------------------------------------------------
+
+    async def run_due(self, now_ms: int) -> int | None:
+        """Timer handler: waits that are over, and wait_for timeouts."""
+        async with self.lock:
+            while True:
+                due = await self.store.due_runs(now_ms, 500)
+                for run in due:
+                    if run.waiting_for:
+                        await self._resume_wait_for(run, happened=False)
+                        continue
+                    a = await self._version(run.automation_id, run.version)
+                    if a is None:
+                        continue
+                    moved = await self.store.apply_transition(Transition(
+                        run_id=run.run_id, step_key=f"{_key(run.position)}:woke:{run.wait_until}",
+                        expect_position=run.position, expect_status="waiting", position=run.position,
+                        status="active"), now_ms, self.dispatcher.lease_ms)
+                    if moved is not None:
+                        await self._advance(msgspec.structs.replace(run, status="active", wait_until=None), a)
+                if len(due) < 500:
+                    break
+        return await self.store.next_run_wake()
+
+    async def run_schedule(self, automation_id: str) -> None:
+        """A cron trigger fired: every current member of the segment enters."""
+        a = self._current.get(automation_id)
+        if a is None or not a.enabled or self.segments is None or a.trigger.segment is None:
+            return
+        fired = self.clock.now_ms()
+        members = await self.segments.member_user_ids(a.trigger.segment)
+        async with self.lock:
+            for user_id in members:
+                await self._enter(a, user_id, f"schedule:{fired // 60_000}", None, fired)
+
+
+def _key(position: list[Any]) -> str:
+    return ".".join(str(p) for p in position) or "start"
+
+
+def _path(view: dict[str, Any], dotted: str) -> Any:
+    cur: Any = view
+    for part in dotted.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur

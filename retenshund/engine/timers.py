@@ -1,0 +1,102 @@
+"""Durable time: the store holds every wake-up (waiting runs, segment windows,
+retries); APScheduler only says *when* to look, so nothing depends on an
+in-memory timer surviving a restart.
+
+Each kind of durable item registers a handler ``handler(now_ms) -> next_due_ms |
+None`` that processes everything due and says when it next needs to run. One
+APScheduler date job per kind is kept at that next time. Cron schedules are
+APScheduler cron jobs. Tests drive time with a FakeClock and call ``run_due``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+from collections.abc import Awaitable, Callable
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+
+from ..clock import Clock
+from ..durations import DefinitionError
+
+log = logging.getLogger("retenshund.timers")
+
+Handler = Callable[[int], Awaitable[int | None]]
+
+
+def parse_cron(expr: str, field: str, timezone: str = "UTC") -> CronTrigger:
+    """A five-field crontab expression, or DefinitionError naming the field."""
+    try:
+        return CronTrigger.from_crontab(expr, timezone=timezone)
+    except (ValueError, TypeError) as exc:
+        raise DefinitionError(field, f"{expr!r} is not a cron expression ({exc}); use five fields like "
+                                     "\"0 9 * * 1\" (09:00 every Monday)") from None
+
+
+class Timers:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._scheduler = AsyncIOScheduler(timezone=_dt.timezone.utc)
+        self._handlers: dict[str, Handler] = {}
+        self._next: dict[str, int] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    def register(self, kind: str, handler: Handler) -> None:
+        self._handlers[kind] = handler
+
+    def start(self) -> None:
+        self._scheduler.start()
+        for kind in self._handlers:
+            self.wake_at(kind, self.clock.now_ms())
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def wake_at(self, kind: str, due_ms: int) -> None:
+        """Make sure ``kind``'s handler runs no later than ``due_ms`` (clock time)."""
+        current = self._next.get(kind)
+        if current is not None and current <= due_ms:
+            return
+        self._next[kind] = due_ms
+        if not self._scheduler.running:
+            return
+        delay_s = max(0.0, (due_ms - self.clock.now_ms()) / 1000)
+        run_at = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=delay_s)
+        self._scheduler.add_job(self._fire, DateTrigger(run_at), args=[kind], id=f"due:{kind}",
+                                replace_existing=True, misfire_grace_time=None, coalesce=True)
+
+    async def _fire(self, kind: str) -> None:
+        self._next.pop(kind, None)
+        await self.run_kind(kind)
+
+    async def run_kind(self, kind: str) -> None:
+        handler = self._handlers[kind]
+        try:
+            nxt = await handler(self.clock.now_ms())
+        except Exception:
+            log.exception("timer handler failed", extra={"kind": kind})
+            nxt = self.clock.now_ms() + 5_000  # try again soon
+        if nxt is not None:
+            self.wake_at(kind, nxt)
+
+    async def run_due(self) -> None:
+        """Run every handler once at the clock's now (tests move a FakeClock, then call this)."""
+        for kind in list(self._handlers):
+            self._next.pop(kind, None)
+            await self.run_kind(kind)
+
+    def add_cron(self, job_id: str, trigger: CronTrigger, callback: Callable[[], Awaitable[None]]) -> None:
+        self._scheduler.add_job(callback, trigger, id=f"cron:{job_id}", replace_existing=True,
+                                misfire_grace_time=300, coalesce=True)
+
+    def remove_cron(self, job_id: str) -> None:
+        try:
+            self._scheduler.remove_job(f"cron:{job_id}")
+        except Exception:
+            pass
+
+    def cron_jobs(self) -> list[str]:
+        return [j.id.removeprefix("cron:") for j in self._scheduler.get_jobs() if j.id.startswith("cron:")]
