@@ -19,21 +19,45 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import credentials as creds_mod
+from .api import dashboard as dashboard_api
+from .api import analytics as analytics_api
+from .api import automations as automations_api
+from .api import inbox as inbox_api
 from .api import ingest as ingest_api
+from .api import messages as messages_api
 from .api import ops as ops_api
+from .api import push as push_api
+from .api import segments as segments_api
+from .api import static as static_api
+from .api import templates as templates_api
+from .api import tracking as tracking_api
 from .api import users as users_api
+from .api import webhooks as webhooks_api
 from .api.common import json
 from .auth import Keyring
+from .channels.hub import Hub
+from .channels.inapp import InAppSender
 from .bus import EventBus
 from .clock import Clock, SystemClock
-from .config import Config
-from .durations import parse_duration
+from .config import Config, ConfigError
+from .dispatch import Dispatcher, Sender
+from .engine.automations import AutomationEngine
+from .engine.core import Engine
+from .engine.engagement import settings_from_config
+from .engine.segments import SegmentEngine
+from .engine.timers import Timers
+from .durations import DefinitionError, parse_duration
 from .errors import ApiError
+from .inbox import Inbox
 from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .services import Services
 from .store import open_store
 from .store.base import Store
+from .template_cache import TemplateCache
+from .webhook_jobs import WebhookJobs
+from .webhooks import parse_settings as parse_webhooks
+from .webhooks import trait_names
 
 log = logging.getLogger("retenshund.app")
 
@@ -124,27 +148,89 @@ async def _prune_loop(svc: Services) -> None:
     window = parse_duration(svc.config.store.dedupe_window)
     while True:
         try:
-            await svc.store.prune_message_ids(svc.clock.now_ms() - window)
+            now = svc.clock.now_ms()
+            await svc.store.prune_message_ids(now - window)
+            await svc.store.prune_idempotency_keys(now - 24 * 3600 * 1000)
         except Exception:
-            log.exception("pruning message ids failed")
+            log.exception("pruning old keys failed")
         await asyncio.sleep(3600)
+
+
+def engine_settings(config: Config, signing_secret: str) -> dict[str, Any]:
+    """The [engine] section as AutomationEngine options (validated at start)."""
+    e = config.engine
+    fatigue = None
+    cap = e.get("fatigue_cap")
+    if cap:
+        try:
+            fatigue = (int(cap["max"]), parse_duration(cap["per"], "engine.fatigue_cap.per"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"engine.fatigue_cap: use {{max = 3, per = \"1d\"}} ({exc})") from None
+        except DefinitionError as exc:
+            raise ConfigError(f"{exc.field}: {exc.message}") from None
+    allow = e.get("allow_private_webhooks", False)
+    return {"fatigue": fatigue, "webhook_secret": signing_secret.encode(),
+            "allow_private_webhooks": allow in (True, "true", "1", "yes")}
+
+
+def public_url(config: Config) -> str:
+    return config.server.public_url.rstrip("/") or f"http://{config.server.host}:{config.server.port}"
+
+
+async def _senders(config: Config, store: Store, clock: Clock, hub: Hub, creds: creds_mod.Credentials,
+                   signing_secret: str, stack: contextlib.AsyncExitStack) -> dict[str, Sender]:
+    """The channel senders the config makes possible."""
+    senders: dict[str, Sender] = {"in_app": InAppSender(hub, clock)}
+    from .channels.senders import EmailSender, PushSender
+    from .channels.webpush import new_push_session
+
+    push = config.push
+    session = new_push_session()
+    stack.callback(session.close)
+    senders["push"] = PushSender(creds.vapid(), str(push.get("subject") or "mailto:ops@localhost"), store,
+                                 session=session, ttl=int(push.get("ttl", 86400)),
+                                 urgency=str(push.get("urgency", "normal")))
+    if config.email.get("from_address") or config.email.get("from"):
+        from .channels.email import EmailSettings, SmtpPool
+
+        settings = EmailSettings.from_mapping({k: v for k, v in config.email.items()
+                                               if k not in ("track_opens", "track_clicks", "give_up_after")})
+        pool = SmtpPool(settings)
+        stack.push_async_callback(pool.close)
+        senders["email"] = EmailSender(
+            settings, pool, store, signing_secret=signing_secret, public_url=public_url(config),
+            track_opens=bool(config.email.get("track_opens", True)),
+            track_clicks=bool(config.email.get("track_clicks", True)),
+            give_up_after_s=parse_duration(str(config.email.get("give_up_after", "5d"))) / 1000)
+    return senders
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def create_app(config: Config, *, clock: Clock | None = None, announce: bool = True,
                extra_routes: list[Any] | None = None) -> Starlette:
     clock = clock or SystemClock()
     metrics = Metrics()
+    # Checked before anything starts: a bad [webhooks.<name>] raises ConfigError naming the key.
+    webhook_sources = parse_webhooks(config.webhooks)
+    # Likewise the engagement baseline settings of [engine].
+    baseline = settings_from_config(config.engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        store = open_store(config, observe_commit=metrics.observe_commit)
-        await store.open()
-        tasks: list[asyncio.Task[None]] = []
-        bus = EventBus(store.events_after)
-        try:
+        # Every part registers how it closes; they close in reverse order.
+        async with contextlib.AsyncExitStack() as stack:
+            store = open_store(config, observe_commit=metrics.observe_commit)
+            await store.open()
+            stack.push_async_callback(store.close)
             creds, new_keys = await ensure_keys(config, store, clock)
             if new_keys and announce:
                 announce_keys(new_keys, str(config.data_dir))
+            bus = EventBus(store.events_after)
+            stack.callback(bus.close)
             store.on_events = bus.publish  # type: ignore[attr-defined]
             svc = Services(
                 config=config, clock=clock, store=store, bus=bus,
@@ -154,19 +240,48 @@ def create_app(config: Config, *, clock: Clock | None = None, announce: bool = T
                                      "publishable": config.limits.publishable_rate}),
                 signing_secret=config.auth.signing_secret or creds.signing_secret,
             )
+            hub = Hub()
+            templates = TemplateCache(store)  # type: ignore[arg-type]
+            senders = await _senders(config, store, clock, hub, creds, svc.signing_secret, stack)
+            dispatcher = Dispatcher(store, clock, templates, senders, metrics)
+            svc.extra.update(hub=hub, templates=templates, dispatcher=dispatcher, inbox=Inbox(store, hub, clock),
+                             user_messages=lambda user_id: messages_api.user_messages(svc, user_id))
+            await dispatcher.start()
+            stack.push_async_callback(dispatcher.close)
+            timers = Timers(clock)
+            svc.extra["timers"] = timers
+            # The segment engine registers itself here (svc.extra["segments"]).
+            segments = SegmentEngine(store, clock, timers, baseline)  # type: ignore[arg-type]
+            await segments.open()
+            stack.push_async_callback(segments.close)
+            svc.extra["segments"] = segments
+            svc.extra.setdefault("profile_extensions", []).append(segments.profile_extension)
+            automations = AutomationEngine(store, clock, timers, dispatcher, svc.extra.get("segments"),
+                                           **engine_settings(config, svc.signing_secret))
+            await automations.start()
+            engine = Engine(store, bus, svc.extra.get("segments"), automations, metrics)
+            svc.extra.update(automations=automations, engine=engine)
+            await engine.start()
+            stack.push_async_callback(engine.close)
+            timers.start()
+            stack.callback(timers.shutdown)
+            webhook_jobs = WebhookJobs(store, bus, clock, trait_names(webhook_sources))
+            svc.extra.update(webhook_sources=webhook_sources, webhook_jobs=webhook_jobs)
+            await webhook_jobs.start()
+            stack.push_async_callback(webhook_jobs.close)
             app.state.services = svc
-            tasks.append(asyncio.create_task(_prune_loop(svc), name="prune-message-ids"))
+            prune = asyncio.create_task(_prune_loop(svc), name="prune-old-keys")
+            stack.push_async_callback(_cancel, prune)
             log.info("retenshund ready", extra={"data_dir": str(config.data_dir)})
             yield {"services": svc}
-        finally:
-            bus.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await store.close()
-            log.info("store closed")
+        log.info("store closed")
 
-    routes = [*ingest_api.routes, *users_api.routes, *ops_api.routes, *(extra_routes or [])]
+    routes = [*ingest_api.routes, *users_api.routes, *templates_api.routes, *messages_api.routes,
+              *inbox_api.routes, *push_api.routes, *tracking_api.routes, *automations_api.routes, *ops_api.routes,
+              *segments_api.routes,
+              *dashboard_api.routes, *webhooks_api.routes, *analytics_api.routes, *(extra_routes or []),
+              # Last: the dashboard is mounted at / and would shadow anything after it.
+              *static_api.routes()]
     middleware = [Middleware(RequestMetrics, metrics=metrics)]
     if config.server.allowed_origins:
         middleware.append(Middleware(

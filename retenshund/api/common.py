@@ -8,6 +8,7 @@ import msgspec
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from .. import dashboard_session
 from ..auth import Caller, require_key, require_user
 from ..errors import ApiError
 from ..ratelimit import retry_after_header
@@ -65,7 +66,11 @@ async def decode(request: Request, type_: type[T], *, limit: int = JSON_LIMIT, e
 
 async def secret(request: HTTPConnection) -> Caller:
     svc = services(request)
-    caller = await require_key(request, svc.keyring, scope="secret")
+    if "authorization" not in request.headers and dashboard_session.COOKIE in request.cookies:
+        # The dashboard: its session cookie, plus X-CSRF-Token on changes.
+        caller = await dashboard_session.caller(request)
+    else:
+        caller = await require_key(request, svc.keyring, scope="secret")
     limit(svc, caller)
     return caller
 
@@ -78,7 +83,8 @@ async def ingest_key(request: HTTPConnection, body_key: str | None = None) -> Ca
 
 
 def user(request: HTTPConnection) -> Caller:
-    return require_user(request, services(request).signing_secret)
+    svc = services(request)
+    return require_user(request, svc.signing_secret, svc.clock.now_ms() / 1000)
 
 
 def limit(svc: Services, caller: Caller) -> None:

@@ -174,7 +174,23 @@ async def preferences(request: Request) -> Response:
     return json({"user_id": user_id, **prefs})
 
 
+async def search_users(request: Request) -> Response:
+    """Users whose id starts with ``query`` (all users when empty), in id order;
+    page with ``after`` = the previous page's ``next_after``."""
+    await secret(request)
+    svc = services(request)
+    query = request.query_params.get("query", "")
+    if len(query) > 255:
+        raise ApiError(400, "invalid_field", "query: at most 255 characters (the start of a user id)")
+    limit = int_param(request, "limit", 50, low=1, high=500)
+    found = await svc.store.search_users(query, limit, request.query_params.get("after") or None)  # type: ignore[attr-defined]
+    return json({"users": [{"user_id": p.user_id, "traits": p.traits, "created_at": iso(p.created_at),
+                            "last_seen_at": iso(p.last_seen_at)} for p in found],
+                 "next_after": found[-1].user_id if len(found) == limit else None})
+
+
 routes = [
+    Route("/v1/users", search_users, methods=["GET"]),
     Route("/v1/users/{user_id}", get_user, methods=["GET"]),
     Route("/v1/users/{user_id}", delete_user, methods=["DELETE"]),
     Route("/v1/users/{user_id}/events", user_events, methods=["GET"]),
@@ -184,6 +200,8 @@ routes = [
 ]
 
 openapi.document(
+    openapi.Endpoint("GET", "/v1/users", "Users whose id starts with query, in id order (query, limit, after)",
+                     "secret"),
     openapi.Endpoint("GET", "/v1/users/{user_id}", "A user's profile", "secret", None, UserOut),
     openapi.Endpoint("DELETE", "/v1/users/{user_id}", "Delete everything of a user (GDPR)", "secret", status=204),
     openapi.Endpoint("GET", "/v1/users/{user_id}/events", "A user's events, newest first (limit, before)",

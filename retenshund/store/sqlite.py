@@ -13,6 +13,11 @@ import msgspec
 from ..traits import merge_profiles, merge_traits
 from .base import ApiKey, EventIn, GroupMembership, IngestResult, Profile, StoredEvent
 from .migrate import apply_sqlite
+from .sqlite_analytics import AnalyticsSqlite
+from .sqlite_automations import AUTOMATIONS_PROFILE_TABLES, AutomationsSqlite
+from .sqlite_messaging import MESSAGING_PROFILE_TABLES, MessagingSqlite, WithEvents
+from .sqlite_segments import SEGMENTS_PROFILE_TABLES, SegmentsSqlite
+from .sqlite_webhooks import WEBHOOKS_PROFILE_TABLES, WebhooksSqlite
 from .writer import Writer
 
 _encode = msgspec.json.Encoder().encode
@@ -45,6 +50,16 @@ ADOPT_PROFILE = "UPDATE profiles SET user_id = ? WHERE pid = ?"
 PROFILE_TRAITS = "SELECT traits FROM profiles WHERE pid = ?"
 SET_TRAITS = "UPDATE profiles SET traits = ? WHERE pid = ?"
 TOUCH_PROFILE = "UPDATE profiles SET last_seen_at = max(last_seen_at, ?) WHERE pid = ?"
+ADD_ACTIVITY = (
+    "INSERT INTO activity_days (pid, day, count) VALUES (?, ?, ?)"
+    " ON CONFLICT (pid, day) DO UPDATE SET count = count + excluded.count"
+)
+MERGE_ACTIVITY = (
+    "INSERT INTO activity_days (pid, day, count) SELECT ?, day, count FROM activity_days WHERE pid = ?"
+    " ON CONFLICT (pid, day) DO UPDATE SET count = activity_days.count + excluded.count"
+)
+DELETE_ACTIVITY = "DELETE FROM activity_days WHERE pid = ?"
+DAY_MS = 86_400_000
 PROFILE_ROW = (
     "SELECT pid, user_id, traits, preferences, created_at, last_seen_at FROM profiles WHERE pid = ?"
 )
@@ -100,10 +115,14 @@ KEY_COLUMNS = "key_id, kind, hint, label, created_at, revoked_at"
 FIND_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
 LIST_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"
 REVOKE_KEY = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
+SEARCH_USERS = "SELECT pid, user_id, traits, created_at, last_seen_at FROM profiles WHERE "
 
-# Tables keyed by profile that a merge moves and a GDPR delete empties.
-# Features that add such tables append their (move, delete) statements here.
-PROFILE_TABLES: list[tuple[str, str]] = []
+# Tables keyed by profile that a merge moves and a GDPR delete empties:
+# (move statement or None, delete statement), children before parents.
+PROFILE_TABLES: list[tuple[str | None, str]] = [
+    *MESSAGING_PROFILE_TABLES, *AUTOMATIONS_PROFILE_TABLES, *SEGMENTS_PROFILE_TABLES, *WEBHOOKS_PROFILE_TABLES,
+    (None, "DELETE FROM activity_days WHERE pid = ?"),
+]
 
 _CACHE_LIMIT = 500_000
 _CHUNK = 500
@@ -113,7 +132,7 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-class SqliteStore:
+class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSqlite, AnalyticsSqlite):
     def __init__(
         self,
         data_dir: str | Path,
@@ -157,15 +176,27 @@ class SqliteStore:
             await self._read.close()
             self._read = None
 
+    # Reads run whole (execute and fetch in one call on the reader thread): a
+    # statement left open across an await would pin the connection's snapshot,
+    # and another task's read would then miss writes committed meanwhile.
+    async def _all(self, sql: str, args: Any = ()) -> list[Any]:
+        assert self._read is not None
+        return list(await self._read.execute_fetchall(sql, args))
+
+    async def _one(self, sql: str, args: Any = ()) -> Any:
+        rows = await self._all(sql, args)
+        return rows[0] if rows else None
+
     async def ping(self) -> bool:
         assert self._read is not None
-        async with self._read.execute("SELECT 1") as cur:
-            return (await cur.fetchone()) == (1,)
+        return (await self._one("SELECT 1")) == (1,)
 
     def _committed(self, values: list[Any]) -> None:
         if self.on_events is None:
             return
         for value in values:
+            if isinstance(value, WithEvents):
+                value = value.ingested
             if isinstance(value, IngestResult) and value.stored:
                 self.on_events(value.stored)
 
@@ -203,16 +234,22 @@ class SqliteStore:
         rows = []
         pids = []
         touched: dict[int, int] = {}
+        activity: dict[tuple[int, int], int] = {}
         for e in fresh:
             pid = self._final_pid(conn, e)
             pids.append(pid)
             if touched.get(pid, 0) < e.received_at:
                 touched[pid] = e.received_at
+            if not e.data.get("internal"):
+                # What the user did, not what we did to them, feeds the baseline.
+                key = (pid, e.timestamp // DAY_MS)
+                activity[key] = activity.get(key, 0) + 1
             rows.append((pid, e.message_id, e.type, e.event, e.user_id, e.anonymous_id,
                          _encode(e.data).decode(), e.timestamp, e.received_at))
         conn.executemany(INSERT_EVENT, rows)
         last = conn.execute(LAST_ROWID).fetchone()[0]
         conn.executemany(TOUCH_PROFILE, [(at, pid) for pid, at in touched.items()])
+        conn.executemany(ADD_ACTIVITY, [(pid, day, n) for (pid, day), n in activity.items()])
         first = last - len(rows) + 1
         stored = [
             StoredEvent(id=first + i, pid=pid, profile_user_id=self._user_of(conn, pid),
@@ -296,8 +333,11 @@ class SqliteStore:
         conn.execute(MOVE_EVENTS, (dst, src))
         conn.execute(MOVE_MEMBERSHIPS, (dst, src))
         conn.execute(DELETE_MEMBERSHIPS, (src,))
+        conn.execute(MERGE_ACTIVITY, (dst, src))
+        conn.execute(DELETE_ACTIVITY, (src,))
         for move, _delete in PROFILE_TABLES:
-            conn.execute(move, (dst, src))
+            if move is not None:
+                conn.execute(move, (dst, src))
         conn.execute(DELETE_PROFILE, (src,))
         for ident in idents:
             self._remember(ident, dst)
@@ -347,8 +387,7 @@ class SqliteStore:
 
     async def _pid(self, user_id: str) -> int | None:
         assert self._read is not None
-        async with self._read.execute(LOOKUP_IDENTITY, ("u:" + user_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self._one(LOOKUP_IDENTITY, ("u:" + user_id,))
         return row[0] if row else None
 
     async def get_profile(self, user_id: str) -> Profile | None:
@@ -356,12 +395,10 @@ class SqliteStore:
         pid = await self._pid(user_id)
         if pid is None:
             return None
-        async with self._read.execute(PROFILE_ROW, (pid,)) as cur:
-            row = await cur.fetchone()
+        row = await self._one(PROFILE_ROW, (pid,))
         if row is None:
             return None
-        async with self._read.execute(GROUPS_OF, (pid,)) as cur:
-            groups = [GroupMembership(g, _decode_obj(t), j) for g, t, j in await cur.fetchall()]
+        groups = [GroupMembership(g, _decode_obj(t), j) for g, t, j in await self._all(GROUPS_OF, (pid,))]
         return Profile(pid=row[0], user_id=row[1], traits=_decode_obj(row[2]),
                        preferences=_decode_obj(row[3]), groups=groups,
                        created_at=row[4], last_seen_at=row[5])
@@ -372,8 +409,7 @@ class SqliteStore:
         if pid is None:
             return []
         cursor = before if before is not None else 2**62
-        async with self._read.execute(USER_EVENTS, (pid, cursor, limit)) as cur:
-            return [_event(row) for row in await cur.fetchall()]
+        return [_event(row) for row in await self._all(USER_EVENTS, (pid, cursor, limit))]
 
     async def delete_user(self, user_id: str) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
@@ -411,20 +447,17 @@ class SqliteStore:
 
     async def group_member_ids(self, group_id: str) -> list[str]:
         assert self._read is not None
-        async with self._read.execute(GROUP_MEMBER_IDS, (group_id,)) as cur:
-            return [row[0] for row in await cur.fetchall()]
+        return [row[0] for row in await self._all(GROUP_MEMBER_IDS, (group_id,))]
 
     # -- bus catch-up ----------------------------------------------------------
 
     async def events_after(self, cursor: int, limit: int) -> list[StoredEvent]:
         assert self._read is not None
-        async with self._read.execute(EVENTS_AFTER, (cursor, limit)) as cur:
-            return [_event(row) for row in await cur.fetchall()]
+        return [_event(row) for row in await self._all(EVENTS_AFTER, (cursor, limit))]
 
     async def last_event_id(self) -> int:
         assert self._read is not None
-        async with self._read.execute(LAST_EVENT_ID) as cur:
-            row = await cur.fetchone()
+        row = await self._one(LAST_EVENT_ID)
         return int(row[0]) if row else 0
 
     # -- api keys ----------------------------------------------------------------
@@ -434,17 +467,32 @@ class SqliteStore:
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         assert self._read is not None
-        async with self._read.execute(FIND_KEY, (key_hash,)) as cur:
-            row = await cur.fetchone()
+        row = await self._one(FIND_KEY, (key_hash,))
         return _key(row) if row else None
 
     async def list_api_keys(self) -> list[ApiKey]:
         assert self._read is not None
-        async with self._read.execute(LIST_KEYS) as cur:
-            return [_key(row) for row in await cur.fetchall()]
+        return [_key(row) for row in await self._all(LIST_KEYS)]
 
     async def revoke_api_key(self, key_id: str, now_ms: int) -> bool:
         return await self.writer.run(lambda conn: conn.execute(REVOKE_KEY, (now_ms, key_id)).rowcount == 1)
+
+    # -- user search (the dashboard) ------------------------------------------------
+
+    async def search_users(self, prefix: str, limit: int, after: str | None = None) -> list[Profile]:
+        """Known users whose id starts with ``prefix``, in id order, after ``after``.
+        A range on the unique index of profiles.user_id: never a table scan."""
+        assert self._read is not None
+        if after is not None and after >= prefix:
+            sql, args = SEARCH_USERS + "user_id > ?", [after]
+        else:
+            sql, args = SEARCH_USERS + "user_id >= ?", [prefix]
+        if prefix:
+            sql += " AND user_id < ?"
+            args.append(prefix + "\U0010ffff")
+        return [Profile(pid=r[0], user_id=r[1], traits=_decode_obj(r[2]), preferences={}, groups=[],
+                        created_at=r[3], last_seen_at=r[4])
+                for r in await self._all(sql + " ORDER BY user_id LIMIT ?", (*args, limit))]
 
 
 def _event(row: Any) -> StoredEvent:

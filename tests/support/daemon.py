@@ -58,7 +58,9 @@ class Daemon:
             f'[log]\nlevel = "warning"\n\n{self.extra_toml}\n'
         )
 
-    def start(self, timeout: float = 20.0) -> "Daemon":
+    def start(self, timeout: float = 20.0, interval: float = 0.02) -> "Daemon":
+        """Start the process and wait for its first 200 on /healthz; ``started_in``
+        is then the seconds from spawning it to that answer (the cold start)."""
         self.write_config()
         cmd = [sys.executable, "-m", "retenshund", "--config", str(self.config_path)]
         if self.taskset:
@@ -66,9 +68,20 @@ class Daemon:
         env = {**os.environ, **self.env}
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         self._log = open(self.log_path, "ab")
+        spawned = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        wait_until(self._healthy, timeout, f"retenshund on port {self.port} to answer /healthz")
+        wait_until(self._healthy, timeout, f"retenshund on port {self.port} to answer /healthz", interval)
+        self.started_in = time.perf_counter() - spawned
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "the daemon is not running"
+        return self.proc.pid
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "retenshun.db"
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -84,6 +97,7 @@ class Daemon:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
             self.proc = None
+            self._log.close()
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait: the graceful path."""
