@@ -263,6 +263,7 @@ def create_app(config: Config, *, clock: Clock | None = None, announce: bool = T
             svc.extra.update(automations=automations, engine=engine)
             await engine.start()
             stack.push_async_callback(engine.close)
+            await automations.recover()
             timers.start()
             stack.callback(timers.shutdown)
             webhook_jobs = WebhookJobs(store, bus, clock, trait_names(webhook_sources))

@@ -132,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_keys(config, args))
     if args.command in ("apply", "diff"):
         return _definitions(config, args)
-    return serve(config)
+    try:
+        return serve(config)
+    except ConfigError as exc:
+        print(f"retenshund: {exc}", file=sys.stderr)
+        return 2
 
 
 def _definitions(config: Config, args: argparse.Namespace) -> int:

@@ -24,8 +24,8 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -72,7 +72,7 @@ class _Call:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _iso(value: datetime | str | None) -> str:
@@ -81,11 +81,11 @@ def _iso(value: datetime | str | None) -> str:
     if isinstance(value, str):
         return value
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _ttl_seconds(expires_in: int | float | str | None) -> int:
+def _ttl_seconds(expires_in: float | str | None) -> int:
     if expires_in is None:
         expires_in = _DEFAULT_TOKEN_TTL
     if isinstance(expires_in, str):
@@ -183,7 +183,7 @@ class _Base:
         key = idempotency_key or f"py_{uuid.uuid4().hex}"
         return _Call("POST", "/v1/messages/send", body, {"Idempotency-Key": key})
 
-    def _local_token(self, user_id: str, expires_in: int | float | str | None) -> str | None:
+    def _local_token(self, user_id: str, expires_in: float | str | None) -> str | None:
         if not user_id:
             raise ValueError("user_id: required")
         ttl = _ttl_seconds(expires_in)
@@ -192,7 +192,7 @@ class _Base:
         return tokens.mint(self._signing_secret, user_id, ttl)
 
     @staticmethod
-    def _token_call(user_id: str, expires_in: int | float | str | None) -> _Call:
+    def _token_call(user_id: str, expires_in: float | str | None) -> _Call:
         ttl = _ttl_seconds(expires_in)
         return _Call("POST", f"/v1/users/{_quote(user_id)}/token", {"expires_in": f"{ttl}s"})
 
@@ -245,7 +245,7 @@ class Retenshun(_Base):
         self._do(self._event("identify", user_id, {"traits": traits or {}},
                              timestamp=timestamp, message_id=message_id, context=context))
 
-    def user_token(self, user_id: str, *, expires_in: int | float | str | None = None) -> str:
+    def user_token(self, user_id: str, *, expires_in: float | str | None = None) -> str:
         """A signed token for the browser SDK. Minted here when the client was
         given ``signing_secret`` (no round trip), else asked of the daemon."""
         token = self._local_token(user_id, expires_in)
@@ -274,10 +274,10 @@ class Retenshun(_Base):
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> Retenshun:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -322,7 +322,7 @@ class AsyncRetenshun(_Base):
         await self._do(self._event("identify", user_id, {"traits": traits or {}},
                                    timestamp=timestamp, message_id=message_id, context=context))
 
-    async def user_token(self, user_id: str, *, expires_in: int | float | str | None = None) -> str:
+    async def user_token(self, user_id: str, *, expires_in: float | str | None = None) -> str:
         token = self._local_token(user_id, expires_in)
         if token is not None:
             return token
@@ -349,8 +349,8 @@ class AsyncRetenshun(_Base):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> AsyncRetenshun:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()

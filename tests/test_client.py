@@ -73,9 +73,8 @@ def test_contract_errors_become_retenshun_errors(daemon: Daemon, client: Retensh
     with pytest.raises(RetenshunError) as missing:
         client.messages.send("ada", "no_such_template", channel="email")
     assert missing.value.status == 404 and missing.value.code == "template_not_found"
-    with Retenshun(daemon.url, "sk_wrong_key_000000") as bad:
-        with pytest.raises(RetenshunError) as unauthorized:
-            bad.track("ada", "x")
+    with Retenshun(daemon.url, "sk_wrong_key_000000") as bad, pytest.raises(RetenshunError) as unauthorized:
+        bad.track("ada", "x")
     assert unauthorized.value.status == 401 and unauthorized.value.code == "invalid_api_key"
     with pytest.raises(RetenshunError) as bad_input:
         client.messages.send("", "milestone", channel="in_app")
@@ -95,9 +94,9 @@ def test_user_token_is_minted_locally_and_the_daemon_accepts_it(daemon: Daemon, 
 
 
 def test_an_unreachable_daemon_is_a_network_error() -> None:
-    with Retenshun(f"http://127.0.0.1:{free_port()}", SECRET, max_retries=0, timeout=2) as r:
-        with pytest.raises(RetenshunError) as err:
-            r.track("ada", "x")
+    with Retenshun(f"http://127.0.0.1:{free_port()}", SECRET, max_retries=0, timeout=2) as r, \
+            pytest.raises(RetenshunError) as err:
+        r.track("ada", "x")
     assert err.value.status == 0 and err.value.code == "network_error"
 
 
@@ -145,9 +144,10 @@ def test_retries_give_up_with_the_last_error() -> None:
         return httpx.Response(429, headers={"Retry-After": "0"},
                               json={"error": {"code": "rate_limited", "message": "too many requests"}})
 
-    with Retenshun("http://daemon", SECRET, max_retries=2, transport=httpx.MockTransport(handler)) as r:
-        with pytest.raises(RetenshunError) as err:
-            r.track("ada", "x", message_id="same")
+    transport = httpx.MockTransport(handler)
+    with Retenshun("http://daemon", SECRET, max_retries=2, transport=transport) as r, \
+            pytest.raises(RetenshunError) as err:
+        r.track("ada", "x", message_id="same")
     assert calls == 3 and err.value.status == 429 and err.value.retry_after == 0
 
 
@@ -158,9 +158,9 @@ def test_client_errors_are_not_retried() -> None:
         calls.append(json.loads(request.content))
         return httpx.Response(400, json={"error": {"code": "invalid_field", "message": "event: required"}})
 
-    with Retenshun("http://daemon", SECRET, transport=httpx.MockTransport(handler)) as r:
-        with pytest.raises(RetenshunError) as err:
-            r.track("ada", "x")
+    with Retenshun("http://daemon", SECRET, transport=httpx.MockTransport(handler)) as r, \
+            pytest.raises(RetenshunError) as err:
+        r.track("ada", "x")
     assert len(calls) == 1 and err.value.code == "invalid_field" and err.value.message == "event: required"
     assert calls[0]["userId"] == "ada" and calls[0]["messageId"]
 

@@ -61,6 +61,7 @@ async def unsubscribe(request: Request) -> Response:
     patch = ({"channels": {"email": False}} if category == "transactional"
              else {"categories": {category: False}})
     await svc.store.set_preferences(claims.extra, patch, svc.clock.now_ms())
+    await svc.store.note_unsubscribed(claims.message_id, svc.clock.now_ms(), f"unsubscribed from {what}")
     return _page("You are unsubscribed", f"<p>You will not receive {html.escape(what)} any more.</p>")
 
 

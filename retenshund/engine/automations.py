@@ -90,6 +90,16 @@ class AutomationEngine:
         self._waited = await self.store.waited_events()
         self.timers.register("runs", self.run_due)
 
+    async def recover(self) -> int:
+        """Go on with runs a previous process left between two steps (it died after
+        one step committed and before the next). Each step's key makes this safe."""
+        count = 0
+        async with self.lock:
+            for run in await self.store.active_runs(100_000):
+                await self._advance(run)
+                count += 1
+        return count
+
     def _install(self, a: Automation, version: int) -> None:
         self._uninstall(a.automation_id)
         self._current[a.automation_id] = a

@@ -41,7 +41,10 @@ class Timers:
         self._scheduler = AsyncIOScheduler(timezone=_dt.timezone.utc)
         self._handlers: dict[str, Handler] = {}
         self._next: dict[str, int] = {}
-        self._running: set[asyncio.Task[None]] = set()
+        # While a kind's handler runs, wake-ups asked for meanwhile are kept
+        # here and scheduled when it returns (APScheduler would skip a job
+        # whose previous run is still going, and a date job never comes back).
+        self._busy: dict[str, int | None] = {}
 
     def register(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
@@ -57,6 +60,10 @@ class Timers:
 
     def wake_at(self, kind: str, due_ms: int) -> None:
         """Make sure ``kind``'s handler runs no later than ``due_ms`` (clock time)."""
+        if kind in self._busy:
+            pending = self._busy[kind]
+            self._busy[kind] = due_ms if pending is None else min(pending, due_ms)
+            return
         current = self._next.get(kind)
         if current is not None and current <= due_ms:
             return
@@ -65,8 +72,10 @@ class Timers:
             return
         delay_s = max(0.0, (due_ms - self.clock.now_ms()) / 1000)
         run_at = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=delay_s)
+        # max_instances > 1: the next wake-up is scheduled from inside the
+        # running job; run_kind itself keeps one handler per kind at a time.
         self._scheduler.add_job(self._fire, DateTrigger(run_at), args=[kind], id=f"due:{kind}",
-                                replace_existing=True, misfire_grace_time=None, coalesce=True)
+                                replace_existing=True, misfire_grace_time=None, coalesce=True, max_instances=8)
 
     async def _fire(self, kind: str) -> None:
         self._next.pop(kind, None)
@@ -74,13 +83,21 @@ class Timers:
 
     async def run_kind(self, kind: str) -> None:
         handler = self._handlers[kind]
+        if kind in self._busy:
+            # Already running: make it look again when it is done.
+            self.wake_at(kind, self.clock.now_ms())
+            return
+        self._busy[kind] = None
         try:
             nxt = await handler(self.clock.now_ms())
         except Exception:
             log.exception("timer handler failed", extra={"kind": kind})
             nxt = self.clock.now_ms() + 5_000  # try again soon
-        if nxt is not None:
-            self.wake_at(kind, nxt)
+        finally:
+            asked = self._busy.pop(kind)
+        for due in (nxt, asked):
+            if due is not None:
+                self.wake_at(kind, due)
 
     async def run_due(self) -> None:
         """Run every handler once at the clock's now (tests move a FakeClock, then call this)."""

@@ -57,18 +57,15 @@ class AnalyticsSqlite:
         if column not in GROUPABLE:
             raise ValueError(f"cannot group messages by {column!r}")
         where, args = _filters(filters or {}, "")
-        async with self._read.execute(CURRENT.format(col=column, filters=where),
-                                      (since_ms, until_ms, *args)) as cur:
-            current = [(r[0], r[1], int(r[2])) for r in await cur.fetchall()]
+        current = [(r[0], r[1], int(r[2])) for r in await self._all(CURRENT.format(col=column, filters=where),
+                                                                      (since_ms, until_ms, *args))]
         where, args = _filters(filters or {}, "m.")
-        async with self._read.execute(REACHED.format(col=column, filters=where),
-                                      (since_ms, until_ms, *args)) as cur:
-            reached = [(r[0], r[1], int(r[2])) for r in await cur.fetchall()]
+        reached = [(r[0], r[1], int(r[2])) for r in await self._all(REACHED.format(col=column, filters=where),
+                                                                      (since_ms, until_ms, *args))]
         return current, reached
 
     async def unsubscribes_recorded(self) -> bool:
-        async with self._read.execute(UNSUBSCRIBES_RECORDED) as cur:
-            row = await cur.fetchone()
+        row = await self._one(UNSUBSCRIBES_RECORDED)
         return bool(row and row[0])
 
     async def latency_histogram(self, since_ms: int, until_ms: int,
@@ -78,8 +75,8 @@ class AnalyticsSqlite:
         edges[i-1]), the last one everything from edges[-1] up."""
         case = ("CASE " + " ".join(f"WHEN delivered_at - trigger_at < ? THEN {i}" for i in range(len(edges)))
                 + f" ELSE {len(edges)} END")
-        async with self._read.execute(LATENCY_BUCKETS.format(case=case), (*edges, since_ms, until_ms)) as cur:
-            return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
+        return [(r[0], int(r[1]), int(r[2]), int(r[3]))
+                for r in await self._all(LATENCY_BUCKETS.format(case=case), (*edges, since_ms, until_ms))]
 
     async def latency_at_ranks(self, since_ms: int, until_ms: int,
                                ranks: Mapping[str, Sequence[int]]) -> dict[tuple[str, int], int]:
@@ -90,5 +87,4 @@ class AnalyticsSqlite:
             return {}
         sql = LATENCY_AT_RANKS.format(values=", ".join("(?, ?)" for _ in wanted))
         args = [x for pair in wanted for x in pair]
-        async with self._read.execute(sql, (*args, since_ms, until_ms)) as cur:
-            return {(r[0], int(r[1])): int(r[2]) for r in await cur.fetchall()}
+        return {(r[0], int(r[1])): int(r[2]) for r in await self._all(sql, (*args, since_ms, until_ms))}

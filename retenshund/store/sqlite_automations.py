@@ -35,6 +35,7 @@ DUE_RUNS = (f"SELECT {RUN_COLUMNS} FROM runs WHERE wait_until IS NOT NULL AND wa
             " ORDER BY wait_until LIMIT ?")
 NEXT_WAKE = "SELECT min(wait_until) FROM runs WHERE wait_until IS NOT NULL"
 WAITING_FOR = f"SELECT {RUN_COLUMNS} FROM runs WHERE pid = ? AND waiting_for = ?"
+ACTIVE_RUNS = f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'active' ORDER BY started_at LIMIT ?"
 WAITED_EVENTS = "SELECT DISTINCT waiting_for FROM runs WHERE waiting_for IS NOT NULL"
 LIVE_RUNS = (f"SELECT {RUN_COLUMNS} FROM runs WHERE pid = ? AND automation_id = ?"
              " AND status IN ('active', 'waiting')")
@@ -202,6 +203,10 @@ class AutomationsSqlite:
 
     async def runs_waiting_for(self, pid: int, event: str) -> list[Run]:
         return [_run(r) for r in await self._all(WAITING_FOR, (pid, event))]
+
+    async def active_runs(self, limit: int) -> list[Run]:
+        """Runs that were between two steps when the process stopped."""
+        return [_run(r) for r in await self._all(ACTIVE_RUNS, (limit,))]
 
     async def waited_events(self) -> set[str]:
         return {r[0] for r in await self._all(WAITED_EVENTS)}

@@ -358,6 +358,18 @@ class MessagingSqlite:
             return WithEvents(ingested is not None, ingested)
         return bool(await self._run_with_events(run))
 
+    async def note_unsubscribed(self, message_id: str, now_ms: int, detail: str) -> bool:
+        """Record on the message that its recipient unsubscribed through it (once);
+        the status stays what it was."""
+        def run(conn: sqlite3.Connection) -> bool:
+            seen = conn.execute("SELECT 1 FROM message_history WHERE message_id = ? AND status = 'unsubscribed'",
+                                (message_id,)).fetchone()
+            if seen or conn.execute(GET_MESSAGE, (message_id,)).fetchone() is None:
+                return False
+            conn.execute(ADD_HISTORY, (message_id, message_id, "unsubscribed", now_ms, detail))
+            return True
+        return bool(await self.writer.run(run))
+
     async def get_message(self, message_id: str) -> Message | None:
         row = await self._one(GET_MESSAGE, (message_id,))
         if row is None:

@@ -176,8 +176,7 @@ class WebhooksSqlite:
         if not include_replayed:
             clauses.append("AND replayed_at IS NULL")
         sql = LIST_UNMATCHED.format(where=" ".join(clauses))
-        async with self._read.execute(sql, (before if before is not None else 2**62, *args, limit)) as cur:
-            return [_unmatched(row) for row in await cur.fetchall()]
+        return [_unmatched(row) for row in await self._all(sql, (before if before is not None else 2**62, *args, limit))]
 
     async def prune_webhooks(self, *, seen_before_ms: int, unmatched_before_ms: int) -> int:
         def run(conn: sqlite3.Connection) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.support.daemon import PUBLISHABLE, SECRET, Daemon, free_port
 
@@ -50,7 +51,7 @@ class Site:
     def origin(self) -> str:
         return f"http://localhost:{self.port}"
 
-    def start(self) -> "Site":
+    def start(self) -> Site:
         handler = functools.partial(_Quiet, directory=str(self.root))
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="test-site", daemon=True)
@@ -157,7 +158,7 @@ def console_errors(page: Any) -> Iterator[list[str]]:
             return
         try:
             message = response.json().get("error", {}).get("message", "")
-        except Exception:
+        except (ValueError, AttributeError, PlaywrightError):
             message = ""
         if response.status == 404 and message.startswith("no such endpoint"):
             return

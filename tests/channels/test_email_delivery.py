@@ -66,6 +66,8 @@ async def test_email_has_both_parts_unsubscribe_headers_and_tracking(tmp_path: P
                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
             assert r.status_code == 200 and "unsubscribed" in r.text
         assert (await api.get("/v1/users/u1/preferences")).json()["categories"] == {"product_updates": False}
+        history = (await api.get(f"/v1/messages/{out['message_id']}")).json()["history"]
+        assert [h["status"] for h in history].count("unsubscribed") == 1  # twice POSTed, once recorded
         again = await send(api, {"user_id": "u1", "channel": "email"})
         assert "product_updates" in (await wait_status(api, again["message_id"], "suppressed"))["reason"]
         assert len(smtp.messages) == 1

@@ -139,6 +139,15 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        gate = self.owner._gate
+        if gate is not None:
+            # Hold the message without answering, as a slow server would: the
+            # client has sent everything and waits for the 250 that never comes.
+            with self.owner._state.lock:
+                self.owner._held += 1
+            self.owner._wake()
+            await gate.wait()
+            return "451 4.3.0 discarded while held"
         script = self._scripted("DATA")
         if script is not None and script.code >= 300:
             return self._refuse(server, script, None)
@@ -244,6 +253,34 @@ class SmtpTestServer:
             raise TimeoutError("the SMTP server thread did not answer")
 
     # -- scripting and inspection --
+
+    _gate: asyncio.Event | None = None
+    _held = 0
+
+    def hold(self) -> None:
+        """From now on, DATA is received but never answered (until :meth:`release`);
+        held messages are discarded, never counted as received."""
+        assert self._controller is not None, "not started"
+        loop = self._controller.loop
+        self._gate = asyncio.Event()
+        self._gate_loop = loop
+
+    def release(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            self._gate_loop.call_soon_threadsafe(gate.set)
+
+    @property
+    def held(self) -> int:
+        with self._state.lock:
+            return self._held
+
+    async def wait_held(self, n: int = 1, timeout: float = 10) -> None:
+        """Until ``n`` DATA commands are being held."""
+        assert self._cond is not None, "not started"
+        async with asyncio.timeout(timeout):
+            async with self._cond:
+                await self._cond.wait_for(lambda: self.held >= n)
 
     def answer(self, code: int, text: str | None = None, *, times: int = 1, at: str = "DATA") -> None:
         """Answer the next ``times`` ``at`` commands (MAIL, RCPT, DATA) with ``code``."""

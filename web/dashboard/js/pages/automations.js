@@ -397,18 +397,19 @@ async function report(content, id, cleanups) {
   const verdict = r.verdict || "no verdict";
   const ci = r.ciLow !== null && r.ciHigh !== null ? ` (95% CI ${fmtPoints(r.ciLow)} to ${fmtPoints(r.ciHigh)})` : "";
   const convEl = h("div", { class: "chart", "data-chart": "conversion" });
+  const hasRetention = r.retention.some((x) => x.treated !== null || x.holdout !== null);
   const retEl = h("div", { class: "chart", "data-chart": "retention" });
   replace(out,
     h("div", { class: "verdict " + verdictClass(verdict), "data-verdict": verdict, style: "margin-bottom:16px" },
       h("div", {}, h("div", { class: "big" }, verdict.charAt(0).toUpperCase() + verdict.slice(1)),
-        h("div", {}, r.lift !== null ? `Absolute lift ${fmtPoints(r.lift)}${ci}` : "No lift estimate yet", r.pValue !== null ? ` · p = ${r.pValue < 0.001 ? "< 0.001" : r.pValue.toFixed(3)}` : ""),
+        h("div", {}, r.lift !== null ? `Absolute lift ${fmtPoints(r.lift)}${ci}` : "No lift estimate yet", r.pValue !== null ? ` · ${r.pValue < 0.001 ? "p < 0.001" : "p = " + r.pValue.toFixed(3)}` : ""),
         r.explanation ? h("div", { class: "small", style: "margin-top:4px" }, r.explanation) : null)),
     h("div", { class: "grid cols-2" },
       h("section", { class: "card" }, cardHead("Goal conversion", h("span", { class: "legend-note" }, "treated vs held out")), convEl,
         h("table", { class: "data", style: "margin-top:10px" }, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { class: "right" }, "Users"), h("th", { class: "right" }, "Converted"), h("th", { class: "right" }, "Rate"))),
-          h("tbody", {}, [["Treated", r.treated], ["Holdout", r.holdout]].map(([label, g]) => h("tr", {}, h("td", {}, label), h("td", { class: "right" }, fmtNumber(g.users)), h("td", { class: "right" }, fmtNumber(g.converted)), h("td", { class: "right" }, fmtPercent(g.rate))))))),
-      h("section", { class: "card" }, cardHead("Retention", h("span", { class: "legend-note" }, "active on day 7, 14 and 30 or later")), r.retention.length ? retEl : empty("Not enough time has passed for retention figures."),
-        ciBar(r))));
+          h("tbody", {}, [["Treated", r.treated], ["Holdout", r.holdout]].map(([label, g]) => h("tr", {}, h("td", {}, label), h("td", { class: "right" }, fmtNumber(g.users)), h("td", { class: "right" }, fmtNumber(g.converted)), h("td", { class: "right" }, fmtPercent(g.rate)))))),
+        ciBar(r)),
+      h("section", { class: "card" }, cardHead("Retention", h("span", { class: "legend-note" }, "active on day 7, 14 and 30 or later")), hasRetention ? retEl : empty("No retention figures yet: users count once they entered 7, 14 or 30 days ago."))));
   cleanups.push(groupedBars(convEl, {
     groups: ["conversion rate"],
     series: [{ label: "treated", color: "#4f46e5" }, { label: "holdout", color: "#9ca3af" }],
@@ -416,11 +417,11 @@ async function report(content, id, cleanups) {
     yFormat: (v) => fmtPercent(v, 1),
     height: 200,
   }).destroy);
-  if (r.retention.length) {
+  if (hasRetention) {
     cleanups.push(groupedBars(retEl, {
       groups: r.retention.map((x) => "day " + x.day),
       series: [{ label: "treated", color: "#4f46e5" }, { label: "holdout", color: "#9ca3af" }],
-      values: [r.retention.map((x) => x.treated ?? 0), r.retention.map((x) => x.holdout ?? 0)],
+      values: [r.retention.map((x) => x.treated), r.retention.map((x) => x.holdout)],
       yFormat: (v) => fmtPercent(v, 0),
       height: 200,
     }).destroy);

@@ -113,6 +113,8 @@ async function detail(root, id) {
         ],
         data: [points.map((p) => p.at / 1000 + 43200), points.map((p) => p.count), ...(flows ? [points.map((p) => p.entered ?? 0), points.map((p) => p.exited ?? 0)] : [])],
         height: 220,
+        // At least two weeks wide, so a young segment's few days read as days.
+        xRange: () => [Math.min(points[0].at, Date.now() - 14 * 86400000) / 1000, (Math.floor(Date.now() / 86400000) + 1) * 86400],
       }));
     },
     (err) => replace(countsEl, failure("Member counts", err)),
