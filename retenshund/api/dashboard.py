@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import itertools
 import time
 from collections import deque
 from typing import Any
@@ -39,7 +38,7 @@ RATE_SCAN = 5000
 RATE_MINUTES = 60
 MAX_BACKLOG = 500
 MAX_FRAME_EVENTS = 200
-_ids = itertools.count(1)
+SESSION_RECHECK_S = 60.0
 
 
 class LoginRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -198,7 +197,7 @@ async def events_ws(ws: WebSocket) -> None:
     last = await svc.store.last_event_id()
     recent = await svc.store.events_after(max(0, last - RATE_SCAN), RATE_SCAN)
     cursor = recent[-1].id if recent else last
-    sub = svc.bus.subscribe(f"dashboard-ws-{next(_ids)}", cursor, max_buffer=5000)
+    sub = svc.bus.subscribe(f"dashboard-ws-{id(ws):x}", cursor, max_buffer=5000)
     try:
         await ws.send_json({"type": "hello", "rate": _minute_counts(recent, svc.clock.now_ms())})
         if backlog and recent:
@@ -218,12 +217,19 @@ async def events_ws(ws: WebSocket) -> None:
 
 
 async def _pump(ws: WebSocket, sub: Any) -> None:
+    checked = time.monotonic()
     while True:
         batch = await sub.next_batch(1000)
         if not batch:  # the bus closed: the daemon is stopping
             with contextlib.suppress(Exception):
                 await ws.close(code=1001, reason="server stopping")
             return
+        if time.monotonic() - checked > SESSION_RECHECK_S:
+            # An expired session, a revoked key or a changed password ends the stream too.
+            checked = time.monotonic()
+            if await sessions.current(ws) is None:
+                await ws.close(code=4401, reason="the session ended; sign in again")
+                return
         shown = batch[-MAX_FRAME_EVENTS:]
         await ws.send_json({"type": "events", "count": len(batch), "events": [event_json(e) for e in shown]})
 
