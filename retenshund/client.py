@@ -4,6 +4,7 @@
 
     r = Retenshun("http://127.0.0.1:8470", "sk_...", signing_secret="...")
     r.identify("user_123", {"email": "ada@example.com", "plan": "pro"})
+    r.group("user_123", "acme", {"name": "Acme", "plan": "team"})
     r.track("user_123", "report_generated", {"report_type": "weekly_summary"})
     r.messages.send("user_123", "milestone_celebration", channel="email",
                     variables={"milestone": "10,000 messages"})
@@ -245,6 +246,21 @@ class Retenshun(_Base):
         self._do(self._event("identify", user_id, {"traits": traits or {}},
                              timestamp=timestamp, message_id=message_id, context=context))
 
+    def group(self, user_id: str, group_id: str, traits: dict[str, Any] | None = None, *,
+              message_id: str | None = None) -> None:
+        """Record the user as a member of a group (team, account) with its traits."""
+        if not group_id:
+            raise ValueError("group_id: required")
+        self._do(self._event("group", user_id, {"groupId": group_id, "traits": traits or {}},
+                             timestamp=None, message_id=message_id, context=None))
+
+    def alias(self, user_id: str, previous_id: str, *, message_id: str | None = None) -> None:
+        """Merge the history of ``previous_id`` (e.g. an anonymous id) into ``user_id``."""
+        if not previous_id:
+            raise ValueError("previous_id: required")
+        self._do(self._event("alias", user_id, {"previousId": previous_id},
+                             timestamp=None, message_id=message_id, context=None))
+
     def user_token(self, user_id: str, *, expires_in: float | str | None = None) -> str:
         """A signed token for the browser SDK. Minted here when the client was
         given ``signing_secret`` (no round trip), else asked of the daemon."""
@@ -321,6 +337,19 @@ class AsyncRetenshun(_Base):
                        context: dict[str, Any] | None = None) -> None:
         await self._do(self._event("identify", user_id, {"traits": traits or {}},
                                    timestamp=timestamp, message_id=message_id, context=context))
+
+    async def group(self, user_id: str, group_id: str, traits: dict[str, Any] | None = None, *,
+                    message_id: str | None = None) -> None:
+        if not group_id:
+            raise ValueError("group_id: required")
+        await self._do(self._event("group", user_id, {"groupId": group_id, "traits": traits or {}},
+                                   timestamp=None, message_id=message_id, context=None))
+
+    async def alias(self, user_id: str, previous_id: str, *, message_id: str | None = None) -> None:
+        if not previous_id:
+            raise ValueError("previous_id: required")
+        await self._do(self._event("alias", user_id, {"previousId": previous_id},
+                                   timestamp=None, message_id=message_id, context=None))
 
     async def user_token(self, user_id: str, *, expires_in: float | str | None = None) -> str:
         token = self._local_token(user_id, expires_in)

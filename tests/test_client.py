@@ -11,7 +11,7 @@ import pytest
 
 from retenshund import tokens
 from retenshund.client import AsyncRetenshun, Retenshun, RetenshunError
-from tests.support.daemon import SECRET, Daemon, free_port, wait_until
+from tests.support.daemon import PUBLISHABLE, SECRET, Daemon, free_port, wait_until
 
 SIGNING = "e2e-signing-secret-0123456789"
 TEMPLATE = {"name": "Milestone", "in_app": {"title": "You reached {{ milestone }}", "body": "Well done {{ user.name }}"}}
@@ -42,6 +42,17 @@ def test_identify_and_track_reach_the_profile_once(client: Retenshun) -> None:
     assert [(e["event"], e["message_id"]) for e in tracked] == [("report_generated", "m-report-1")]
     assert tracked[0]["properties"] == {"report_type": "weekly_summary"}
     assert tracked[0]["context"]["library"]["name"] == "retenshun-python"
+
+
+def test_group_and_alias_reach_the_profile(client: Retenshun, daemon: Daemon) -> None:
+    httpx.post(f"{daemon.url}/v1/track", json={"anonymousId": "anon-77", "event": "visited_pricing"},
+               auth=(PUBLISHABLE, "")).raise_for_status()
+    client.alias("eve", "anon-77")
+    client.group("eve", "acme", {"name": "Acme", "seats": 12})
+    user = client.get_user("eve")
+    assert [(g["group_id"], g["traits"]) for g in user["groups"]] == [("acme", {"name": "Acme", "seats": 12})]
+    events = httpx.get(f"{daemon.url}/v1/users/eve/events", headers={"Authorization": f"Bearer {SECRET}"}).json()
+    assert "visited_pricing" in [e["event"] for e in events["events"]]  # the anonymous history was merged
 
 
 def test_send_is_idempotent_and_conflicts_are_errors(client: Retenshun) -> None:

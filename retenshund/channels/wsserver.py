@@ -65,7 +65,6 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger("uvicorn.error")
 
 PUSH_EXTENSION = "retenshun.push"
-CONNECT = {"type": "websocket.connect"}
 _MAX_PENDING = 32  # received messages the app has not read yet before reading from the socket pauses
 _CLOSE_TIMEOUT = 5.0  # after our close frame, wait this long for the peer's before dropping the socket
 
@@ -86,7 +85,7 @@ class WebSocketProtocol(asyncio.Protocol):
     (config, server_state, app_state) like uvicorn's own WebSocket protocols."""
 
     __slots__ = (
-        "config", "server_state", "app_state", "loop", "transport", "ws", "scope", "response",
+        "config", "server_state", "app_state", "loop", "transport", "ws", "connected", "response",
         "client", "pending", "waiter", "drain_waiter", "write_paused", "read_paused", "accepted",
         "closing", "lost", "disconnected", "frags", "frag_text", "timer", "ping_interval",
         "ping_timeout", "heard", "__weakref__",
@@ -103,7 +102,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         # No extensions offered: permessage-deflate would cost a zlib pair per socket.
         self.ws: ServerProtocol = ServerProtocol(max_size=config.ws_max_size, logger=log)
-        self.scope: dict[str, Any] | None = None
+        self.connected = False  # websocket.connect was handed to the app
         self.response: Any = None  # the 101 answer, held from the request until the app accepts
         self.client: tuple[str, int] | None = None
         self.pending: deque[dict[str, Any]] | None = None  # messages the app has not received yet
@@ -141,7 +140,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.ws.close_rcvd is not None:
             self._deliver_disconnect(self.ws.close_rcvd.code, self.ws.close_rcvd.reason)
         else:
-            self._deliver_disconnect(1006 if self.accepted else 1006)
+            self._deliver_disconnect(1006)
 
     def eof_received(self) -> bool | None:
         self.ws.receive_eof()
@@ -166,6 +165,12 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._frame(event)
             elif isinstance(event, Request):
                 self._request(event)
+        if not self.accepted and ws.handshake_exc is not None and not self.closing:
+            # A request websockets could not take (header too long, ...): it queued the answer.
+            self.closing = True
+            self._flush()
+            self.transport.close()
+            return
         if ws.parser_exc is not None and not self.closing:
             # A protocol error (bad frame, too big, ...): websockets queued the close frame.
             code = ws.close_sent.code if ws.close_sent is not None else 1002
@@ -269,10 +274,9 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- ASGI receive / send ---------------------------------------------------
 
     async def receive(self) -> dict[str, Any]:
-        if self.scope is None:
-            # First call: websocket.connect. (``scope`` doubles as "connect was delivered".)
-            self.scope = CONNECT
-            return CONNECT
+        if not self.connected:
+            self.connected = True
+            return {"type": "websocket.connect"}
         pending = self.pending
         if pending:
             message = pending.popleft()
