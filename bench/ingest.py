@@ -497,6 +497,11 @@ def run_storage_ceiling(workdir: Path, events: int, touch: bool, seed: int,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def merge_ceilings(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {**a, "events_s": (a["events_s"] + b["events_s"]) / 2, "cpu": (a["cpu"] + b["cpu"]) / 2,
+            "runs": [a["events_s"], b["events_s"]]}
+
+
 def fmt_row(label: str, r: dict[str, Any], extra: str = "") -> str:
     return (f"| {label:<40} | {r['events_s']:>11,.0f} | {r['req_s']:>9,.0f} | {r['p50_ms']:>7.2f} | "
             f"{r['p99_ms']:>7.2f} | {r['server_cpu'] * 100:>4.0f}% | {r['wrk_cpu'] * 100:>4.0f}% |"
@@ -538,6 +543,15 @@ def main() -> int:
         http = ceiling_round(SCENARIOS, args, workdir, seed + 1000)
         print("daemon, empty store (a fresh one per run) ...", flush=True)
         empty = daemon_round("empty store", workdir / "empty", SCENARIOS, args, workdir, seed + 2000, fresh=True)
+        # The disk is shared and its speed drifts: measure the storage ceiling
+        # again right after the daemon's runs and use the mean of the two.
+        print("storage ceiling, again ...", flush=True)
+        again = run_storage_ceiling(workdir, args.ceiling_events, False, seed + 1, args)
+        again_touch = run_storage_ceiling(workdir, args.ceiling_events, True, seed + 1, args)
+        print(f"  inserts only {again['events_s']:,.0f} events/s; with per-user updates "
+              f"{again_touch['events_s']:,.0f} events/s", flush=True)
+        storage = merge_ceilings(storage, again)
+        storage_touch = merge_ceilings(storage_touch, again_touch)
         print(f"prefilling {args.prefill:,} events ...", flush=True)
         big_dir = workdir / "prefilled"
         big_dir.mkdir()
@@ -566,7 +580,8 @@ def main() -> int:
                       f"{big[sname]['events_s'] / empty[sname]['events_s']:.0%} of empty"))
     for label, st in (("storage ceiling (inserts)", storage), ("storage ceiling (+ per-user updates)", storage_touch)):
         print(f"| {label:<40} | {st['events_s']:>11,.0f} | {'':>9} | {'':>7} | {'':>7} |"
-              f" {st['cpu'] * 100:>4.0f}% | {'':>5} | {'':>5} | {'500 events/txn':<22} |")
+              f" {st['cpu'] * 100:>4.0f}% | {'':>5} | {'':>5} |"
+              f" {'mean of ' + ' & '.join(f'{x / 1000:,.1f}k' for x in st['runs']):<22} |")
     print()
     track = empty["track"]
     for sname in ("batch100", "batch500"):

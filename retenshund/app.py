@@ -23,6 +23,7 @@ from .api import dashboard as dashboard_api
 from .api import analytics as analytics_api
 from .api import automations as automations_api
 from .api import inbox as inbox_api
+from .api import inbox_ws as inbox_ws_api
 from .api import ingest as ingest_api
 from .api import messages as messages_api
 from .api import ops as ops_api
@@ -279,7 +280,7 @@ def create_app(config: Config, *, clock: Clock | None = None, announce: bool = T
 
     routes = [*ingest_api.routes, *users_api.routes, *templates_api.routes, *messages_api.routes,
               *inbox_api.routes, *push_api.routes, *tracking_api.routes, *automations_api.routes, *ops_api.routes,
-              *segments_api.routes,
+              *segments_api.routes, *inbox_ws_api.routes,
               *dashboard_api.routes, *webhooks_api.routes, *analytics_api.routes, *(extra_routes or []),
               # Last: the dashboard is mounted at / and would shadow anything after it.
               *static_api.routes()]

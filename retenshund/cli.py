@@ -75,7 +75,7 @@ def serve(config: Config) -> int:
         port=config.server.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        ws="retenshund.channels.wsserver:WebSocketProtocol",
         lifespan="on",
         access_log=config.log.access_log,
         log_level="warning",

@@ -38,7 +38,7 @@ def iso(ms: int | None) -> str | None:
     """Milliseconds -> ``2026-11-26T08:00:00.000Z`` (the contract's output format)."""
     if ms is None:
         return None
-    dt = _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+    dt = _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
@@ -49,5 +49,5 @@ def parse_iso(text: str) -> int:
         t = t[:-1] + "+00:00"
     dt = _dt.datetime.fromisoformat(t)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=_dt.timezone.utc)
+        dt = dt.replace(tzinfo=_dt.UTC)
     return int(dt.timestamp() * 1000)

@@ -23,10 +23,10 @@ from .. import dashboard_session as sessions
 from .. import openapi
 from ..clock import iso
 from ..credentials import key_hash
-from ..errors import ApiError, not_found
-from ..templates import CHANNEL_FIELDS, RenderError, TemplateError, build_context, compile_template, render
+from ..errors import ApiError
+from ..templates import CHANNEL_FIELDS, TemplateError, compile_template
 from .common import decode, json, secret, services
-from .templates import template_error
+from .templates import PreviewRequest, render_for, template_error
 from .users import event_json
 
 # Sign-in attempts that failed, per client address: this many in the window -> 429.
@@ -257,18 +257,8 @@ async def preview_draft(request: Request) -> Response:
         compiled = compile_template("draft", spec)
     except TemplateError as exc:
         raise template_error(exc) from None
-    if req.channel not in compiled.channels:
-        raise ApiError(422, "no_channel_content", f"channel: the template has no {req.channel} content")
-    traits: dict[str, Any] = {}
-    if req.user_id:
-        profile = await svc.store.get_profile(req.user_id)
-        if profile is None:
-            raise not_found(f"user {req.user_id!r}")
-        traits = profile.traits
-    try:
-        rendered = render(compiled, req.channel, build_context(req.variables, req.user_id, traits, req.event))
-    except RenderError as exc:
-        raise ApiError(422, "render_error", str(exc)) from None
+    rendered = await render_for(svc, compiled, PreviewRequest(channel=req.channel, user_id=req.user_id,
+                                                              variables=req.variables, event=req.event))
     return json({"channel": req.channel, "rendered": rendered})
 
 

@@ -12,7 +12,8 @@ from starlette.routing import Route
 from .. import openapi
 from ..clock import iso
 from ..errors import ApiError, not_found
-from ..templates import CHANNEL_FIELDS, RenderError, TemplateError, build_context, compile_template, render
+from ..templates import (CHANNEL_FIELDS, CompiledTemplate, RenderError, TemplateError, build_context,
+                         compile_template, render)
 from .common import decode, json, secret, services
 
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
@@ -38,6 +39,23 @@ def _out(template_id: str, spec: dict[str, Any], version: int, created: int, upd
 def check_id(template_id: str) -> None:
     if not 1 <= len(template_id) <= 128 or not set(template_id) <= _ID_CHARS:
         raise ApiError(400, "invalid_field", "template_id: 1-128 letters, digits, '_', '-' or '.'")
+
+
+async def render_for(svc: Any, compiled: CompiledTemplate, req: PreviewRequest) -> dict[str, Any]:
+    """What a send would render for this user, variables and event (preview, draft preview)."""
+    if req.channel not in compiled.channels:
+        raise ApiError(422, "no_channel_content",
+                       f"channel: template {compiled.id!r} has no {req.channel} content ({', '.join(compiled.channels)})")
+    traits: dict[str, Any] = {}
+    if req.user_id:
+        profile = await svc.store.get_profile(req.user_id)
+        if profile is None:
+            raise not_found(f"user {req.user_id!r}")
+        traits = profile.traits
+    try:
+        return render(compiled, req.channel, build_context(req.variables, req.user_id, traits, req.event))
+    except RenderError as exc:
+        raise ApiError(422, "render_error", str(exc)) from None
 
 
 async def put_template(request: Request) -> Response:
@@ -96,19 +114,7 @@ async def preview(request: Request) -> Response:
     compiled = await svc.extra["templates"].get(template_id)
     if compiled is None:
         raise not_found(f"template {template_id!r}")
-    if req.channel not in compiled.channels:
-        raise ApiError(422, "no_channel_content",
-                       f"channel: template {template_id!r} has no {req.channel} content ({', '.join(compiled.channels)})")
-    traits: dict[str, Any] = {}
-    if req.user_id:
-        profile = await svc.store.get_profile(req.user_id)
-        if profile is None:
-            raise not_found(f"user {req.user_id!r}")
-        traits = profile.traits
-    try:
-        rendered = render(compiled, req.channel, build_context(req.variables, req.user_id, traits, req.event))
-    except RenderError as exc:
-        raise ApiError(422, "render_error", str(exc)) from None
+    rendered = await render_for(svc, compiled, req)
     return json({"template_id": template_id, "channel": req.channel, "rendered": rendered})
 
 

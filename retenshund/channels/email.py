@@ -292,7 +292,7 @@ def build_email(
     msg["From"] = _address(settings.from_address, settings.from_name)
     msg["To"] = _address(recipient, to_name)
     msg["Subject"] = _one_line(subject)
-    msg["Date"] = email.utils.format_datetime(date or _dt.datetime.now(_dt.timezone.utc))
+    msg["Date"] = email.utils.format_datetime(date or _dt.datetime.now(_dt.UTC))
     msg["Message-ID"] = message_id_header(message_id, settings.from_domain)
     msg.set_raw("List-Unsubscribe", _list_unsubscribe(unsubscribe_url, unsubscribe_mailto))
     msg["List-Unsubscribe-Post"] = ONE_CLICK
@@ -460,7 +460,7 @@ class SmtpPool:
         try:
             if conn.smtp.is_connected:
                 await asyncio.wait_for(conn.smtp.quit(), self.settings.timeout)
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
             pass
         finally:
             conn.smtp.close()
@@ -490,7 +490,7 @@ class SmtpPool:
         except aiosmtplib.SMTPResponseException as exc:
             smtp.close()
             raise _Failure(EmailResult("retry", exc.code, f"connect: {exc.code} {exc.message}")) from None
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise _Failure(EmailResult("retry", None, f"connect: {type(exc).__name__}: {exc}")) from None
         except BaseException:
@@ -553,7 +553,7 @@ class SmtpPool:
             raise _Failure(
                 EmailResult("retry", None, f"{phase}: server disconnected: {exc}"), stale=phase == "MAIL"
             ) from None
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise _Failure(
                 EmailResult("retry", None, f"{phase}: {type(exc).__name__}: {exc}"),
                 stale=phase == "MAIL" and isinstance(exc, ConnectionError),

@@ -227,6 +227,9 @@ class WebSocketProtocol(asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": {PUSH_EXTENSION: self},
         }
+        # websockets' parser generator keeps the request alive for the life of the
+        # connection; its headers are in the scope now, so let them go (~1.5 KB).
+        request.headers.clear()
         task = self.loop.create_task(self._run_asgi(scope))
         tasks = self.server_state.tasks
         tasks.add(task)
@@ -514,7 +517,10 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.closing or self.lost:
             return
         if self.heard:
-            self._arm_ping()
+            # Alive. The next ping goes ``ping_interval`` after the last one
+            # (or now, when the timeout is the longer of the two).
+            assert self.ping_interval is not None and self.ping_timeout is not None
+            self.timer = self.loop.call_later(max(0.0, self.ping_interval - self.ping_timeout), self._ping)
             return
         # Nothing at all since the ping: a half-dead peer. Tell it (it may not
         # read it) and drop the socket without waiting for a closing handshake.

@@ -82,7 +82,7 @@ class AutomationEngine:
     # -- definitions ---------------------------------------------------------
 
     async def start(self) -> None:
-        for automation_id, definition, version, enabled, _c, _u in await self.store.list_automations():
+        for automation_id, definition, version, _enabled, _c, _u in await self.store.list_automations():
             try:
                 self._install(compile_automation(automation_id, definition), version)
             except Exception:

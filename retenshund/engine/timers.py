@@ -9,7 +9,6 @@ APScheduler cron jobs. Tests drive time with a FakeClock and call ``run_due``.""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -38,7 +37,7 @@ def parse_cron(expr: str, field: str, timezone: str = "UTC") -> CronTrigger:
 class Timers:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._scheduler = AsyncIOScheduler(timezone=_dt.timezone.utc)
+        self._scheduler = AsyncIOScheduler(timezone=_dt.UTC)
         self._handlers: dict[str, Handler] = {}
         self._next: dict[str, int] = {}
         # While a kind's handler runs, wake-ups asked for meanwhile are kept
@@ -71,7 +70,7 @@ class Timers:
         if not self._scheduler.running:
             return
         delay_s = max(0.0, (due_ms - self.clock.now_ms()) / 1000)
-        run_at = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=delay_s)
+        run_at = _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=delay_s)
         # max_instances > 1: the next wake-up is scheduled from inside the
         # running job; run_kind itself keeps one handler per kind at a time.
         self._scheduler.add_job(self._fire, DateTrigger(run_at), args=[kind], id=f"due:{kind}",

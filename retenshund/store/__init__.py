@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import Config, ConfigError
 from .base import ApiKey, EventIn, GroupMembership, IngestResult, Profile, Store, StoredEvent

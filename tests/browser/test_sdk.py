@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -108,7 +109,7 @@ def send_in_app(daemon: Daemon, user_id: str, last4: str) -> str:
 
 
 def test_the_widget_shows_the_badge_and_the_message_from_the_backend_within_a_second(
-        daemon: Daemon, site: Site, context: Any, inbox_user: tuple[str, str]) -> None:
+        daemon: Daemon, site: Site, context: Any, inbox_user: tuple[str, str], screenshots: Path) -> None:
     user_id, token = inbox_user
     page = context.new_page()
     page.goto(f"{site.origin}/?user={user_id}&token={token}")
@@ -121,6 +122,7 @@ def test_the_widget_shows_the_badge_and_the_message_from_the_backend_within_a_se
     item = widget.locator(".item").first
     expect(item).to_contain_text("Your card ending 4242 expires soon")
     expect(item).to_contain_text("Update it before December.")
+    page.screenshot(path=screenshots / "20-shop-inbox-widget.png")
     # Clicking the message reads it (the app keeps the navigation, as an SPA would).
     page.evaluate("() => document.addEventListener('retenshun-message-click', e => e.preventDefault())")
     item.locator(".main").click()

@@ -108,7 +108,7 @@ async def _client(index: int, load: Load, rng: random.Random) -> None:
                     load.retried_requests += 1
                     load.retry_duplicates += reply.get("duplicates", 0) - resent
                 load.acked.update(ids)
-                own_acked += events
+                own_acked += events[resent:]  # re-sent ones are in it already
                 load.progress.set()
                 break
             else:
@@ -126,7 +126,7 @@ async def _wait_for_acks(load: Load, target: int, deadline: float) -> None:
             raise TimeoutError(f"only {len(load.acked)} of {target} events acknowledged before the deadline")
         try:
             await asyncio.wait_for(load.progress.wait(), remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -87,7 +86,7 @@ def test_segment_sdk_calls_are_stored_once_with_types_traits_and_merges(daemon: 
         on_error=lambda exc, batch: errors.append((exc, batch)),
     )
     sdk = Recorder(client)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
 
     # An anonymous visitor browses before signing up.
     sdk.page(anonymous_id=anon_alias, category="Docs", name="Pricing",
@@ -141,7 +140,7 @@ def test_segment_sdk_calls_are_stored_once_with_types_traits_and_merges(daemon: 
     assert [e["message_id"] for e in events] == [m["messageId"] for m in reversed(sent)]
     assert len({e["message_id"] for e in events}) == len(sent) == 13
     by_id = {e["message_id"]: e for e in events}
-    finished = dt.datetime.now(dt.timezone.utc)
+    finished = dt.datetime.now(dt.UTC)
     for msg in sent:
         e = by_id[msg["messageId"]]
         assert e["type"] == msg["type"]
