@@ -17,7 +17,7 @@ import msgspec
 
 from .clock import Clock
 from .metrics import Metrics
-from .store.base import InboxItem, Job, Message, Profile
+from .store.base import InboxItem, Job, JournalEntry, Message, Profile
 from .template_cache import TemplateCache
 from .templates import RenderError, build_context, render
 
@@ -30,6 +30,9 @@ class Delivery(msgspec.Struct, kw_only=True):
     detail: str | None = None
     retry_after_s: float | None = None
     inbox: InboxItem | None = None
+    # Push subscriptions the push service says are gone (404/410): deleted in
+    # the transaction that records this delivery.
+    gone_endpoints: list[str] = []
 
 
 class Sender(Protocol):
@@ -193,9 +196,15 @@ class Dispatcher:
             delivery = Delivery(status="failed",
                                 detail=f"dead letter: gave up after {failures} attempts; last: {delivery.detail}")
         done, unread = await self.store.complete(m.message_id, job.attempt, delivery.status, now,
-                                                 detail=delivery.detail, rendered=content, inbox=delivery.inbox)
+                                                 detail=delivery.detail, rendered=content, inbox=delivery.inbox,
+                                                 gone_endpoints=delivery.gone_endpoints)
         if done is None:
             return
+        if done.automation_id and done.status == "suppressed":
+            # The decision trace answers "why didn't this user get it?".
+            await self.store.add_journal(done.user_id, [JournalEntry(
+                user_id=done.user_id, kind="suppressed", at=now, automation_id=done.automation_id,
+                run_id=done.run_id, detail=f"{done.channel}: {done.reason}")])
         if self.metrics is not None:
             self.metrics.messages.labels(m.channel, done.status).inc()
             if done.delivered_at is not None and delivery.status in ("sent", "delivered"):

@@ -95,22 +95,26 @@ class PushSender:
             send_webpush({"endpoint": s.endpoint, "keys": {"p256dh": s.p256dh, "auth": s.auth}}, payload,
                          self.keys, self.subject, ttl=self.ttl, urgency=self.urgency, session=self.session)
             for s in subs))
-        for sub, result in zip(subs, results):
-            if result.outcome == "gone":
-                await self.store.delete_push_subscription(sub.endpoint)
+        gone = [sub.endpoint for sub, result in zip(subs, results) if result.outcome == "gone"]
         outcomes = [r.outcome for r in results]
         details = "; ".join(f"{r.outcome} ({r.status_code})" for r in results)
         if "delivered" in outcomes:
-            return Delivery(status="delivered", detail=f"{outcomes.count('delivered')} of {len(subs)} devices")
+            return Delivery(status="delivered", detail=f"{outcomes.count('delivered')} of {len(subs)} devices",
+                            gone_endpoints=gone)
         if "retry" in outcomes:
+            if gone:
+                # Not recorded by a completion yet: drop the dead ones now.
+                for endpoint in gone:
+                    await self.store.delete_push_subscription(endpoint)
             waits = [r.retry_after_s for r in results if r.outcome == "retry" and r.retry_after_s]
             return Delivery(status="retry", detail=details, retry_after_s=max(waits) if waits else None)
         if all(o == "gone" for o in outcomes):
-            return Delivery(status="suppressed", detail="no address: every push subscription has expired")
+            return Delivery(status="suppressed", detail="no address: every push subscription has expired",
+                            gone_endpoints=gone)
         if "vapid_error" in outcomes:
             log.error("push service refused our VAPID signature: check [push] subject and the VAPID keys",
                       extra={"message_id": message.message_id})
-        return Delivery(status="failed", detail=details)
+        return Delivery(status="failed", detail=details, gone_endpoints=gone)
 
     def committed(self, message: Message, delivery: Delivery, unread: int | None) -> None:
         pass

@@ -304,7 +304,8 @@ class MessagingSqlite:
 
     async def complete(self, message_id: str, attempt: int, status: str, now_ms: int, *,
                        detail: str | None = None, rendered: dict[str, Any] | None = None,
-                       inbox: InboxItem | None = None) -> tuple[Message | None, int | None]:
+                       inbox: InboxItem | None = None,
+                       gone_endpoints: list[str] | None = None) -> tuple[Message | None, int | None]:
         """Record a final outcome (sent/delivered/failed/bounced/suppressed) and drop the job.
 
         ``attempt`` fences it: the result of a stale claim changes nothing.
@@ -316,6 +317,8 @@ class MessagingSqlite:
             if row is None or row[0] != attempt:
                 return WithEvents((None, None), None)
             conn.execute(DELETE_JOB, (message_id,))
+            for endpoint in gone_endpoints or ():
+                conn.execute(DELETE_SUBSCRIPTION, (endpoint,))
             current = conn.execute(GET_MESSAGE, (message_id,)).fetchone()
             if current is None:
                 return WithEvents((None, None), None)
