@@ -9,9 +9,11 @@ re-processing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -76,8 +78,10 @@ class AutomationEngine:
         self._exits: dict[str, list[Automation]] = defaultdict(list)
         self._goals: dict[str, list[Automation]] = defaultdict(list)
         self._waited: set[str] = set()
-        # One run moves at a time in this process: events, timers and cron share it.
-        self.lock = asyncio.Lock()
+        # A user's runs move one at a time (events, timers and cron share the
+        # lock); different users' runs move concurrently, so their steps share
+        # group commits.
+        self._locks: dict[str, list[Any]] = {}
 
     # -- definitions ---------------------------------------------------------
 
@@ -90,15 +94,36 @@ class AutomationEngine:
         self._waited = await self.store.waited_events()
         self.timers.register("runs", self.run_due)
 
+    @contextlib.asynccontextmanager
+    async def _user(self, user_id: str) -> AsyncIterator[None]:
+        entry = self._locks.get(user_id)
+        if entry is None:
+            entry = self._locks[user_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[user_id]
+
+    async def _each(self, items: list[Any], fn: Any, width: int = 256) -> None:
+        """``fn(item)`` for every item, ``width`` at a time."""
+        for i in range(0, len(items), width):
+            await asyncio.gather(*(fn(item) for item in items[i:i + width]))
+
     async def recover(self) -> int:
         """Go on with runs a previous process left between two steps (it died after
         one step committed and before the next). Each step's key makes this safe."""
-        count = 0
-        async with self.lock:
-            for run in await self.store.active_runs(100_000):
+        runs = await self.store.active_runs(100_000)
+
+        async def go(run: Run) -> None:
+            async with self._user(run.user_id):
                 await self._advance(run)
-                count += 1
-        return count
+
+        await self._each(runs, go)
+        return len(runs)
 
     def _install(self, a: Automation, version: int) -> None:
         self._uninstall(a.automation_id)
@@ -154,13 +179,18 @@ class AutomationEngine:
             if not (name in self._exits or name in self._goals or name in self._waited or name in self._by_event
                     or name in ("segment_entered", "segment_exited")):
                 continue
-            async with self.lock:
-                await self._on_event(e, name)
+            await self._on_event(e, name)
 
     async def _on_event(self, e: StoredEvent, name: str) -> None:
-        now = self.clock.now_ms()
         user_id = e.profile_user_id
         assert user_id is not None
+        async with self._user(user_id):
+            await self._actor_effects(e, name, user_id)
+        await self._triggers(e, name, user_id)
+
+    async def _actor_effects(self, e: StoredEvent, name: str, user_id: str) -> None:
+        """What the event does to the actor's own runs: exits, goals, waits."""
+        now = self.clock.now_ms()
         for a in self._exits.get(name, []):
             for run in await self.store.live_runs(e.pid, a.automation_id):
                 await self.store.exit_run(run, now, [JournalEntry(
@@ -173,6 +203,8 @@ class AutomationEngine:
         if name in self._waited:
             for run in await self.store.runs_waiting_for(e.pid, name):
                 await self._resume_wait_for(run, happened=True, event=e)
+
+    async def _triggers(self, e: StoredEvent, name: str, user_id: str) -> None:
         triggered: list[Automation] = list(self._by_event.get(name, []))
         if name in ("segment_entered", "segment_exited"):
             segment = (e.data.get("properties") or {}).get("segment_id")
@@ -189,8 +221,11 @@ class AutomationEngine:
                     continue
                 members = await self.store.group_member_ids(str(group_id))
                 targets = [m for m in members if t.include_actor or m != user_id]
-            for target in targets:
-                await self._enter(a, target, e.message_id, view["properties"], e.received_at)
+            async def enter(target: str, a: Automation = a) -> None:
+                async with self._user(target):
+                    await self._enter(a, target, e.message_id, view["properties"], e.received_at)
+
+            await self._each(targets, enter)
 
     # -- entering ------------------------------------------------------------
 
@@ -221,15 +256,18 @@ class AutomationEngine:
 
     # -- running steps ---------------------------------------------------------
 
-    async def _advance(self, run: Run, a: Automation | None = None) -> None:
-        """Execute steps from the run's position until it waits or ends."""
+    async def _advance(self, run: Run, a: Automation | None = None, *, woke: bool = False) -> None:
+        """Execute steps from the run's position until it waits or ends. ``woke``:
+        the run's wait is over (it is still marked waiting until its next step
+        commits, in the same transaction)."""
         a = a if a is not None and (a.automation_id, run.version) in self._versions else \
             await self._version(run.automation_id, run.version)
         if a is None:
             return
         for _ in range(1000):  # a definition has at most 100 steps per list; this is a safety net
-            if run.status not in ("active",):
+            if run.status != "active" and not (woke and run.status == "waiting"):
                 return
+            woke = False
             step = a.step_at(tuple(run.position)) if run.position else None
             if step is None:
                 await self._finish(run)
@@ -403,26 +441,24 @@ class AutomationEngine:
     # -- time ----------------------------------------------------------------
 
     async def run_due(self, now_ms: int) -> int | None:
-        """Timer handler: waits that are over, and wait_for timeouts."""
-        async with self.lock:
-            while True:
-                due = await self.store.due_runs(now_ms, 500)
-                for run in due:
-                    if run.waiting_for:
-                        await self._resume_wait_for(run, happened=False)
-                        continue
-                    a = await self._version(run.automation_id, run.version)
-                    if a is None:
-                        continue
-                    moved = await self.store.apply_transition(Transition(
-                        run_id=run.run_id, step_key=f"{_key(run.position)}:woke:{run.wait_until}",
-                        expect_position=run.position, expect_status="waiting", position=run.position,
-                        status="active"), now_ms, self.dispatcher.lease_ms)
-                    if moved is not None:
-                        await self._advance(msgspec.structs.replace(run, status="active", wait_until=None), a)
-                if len(due) < 500:
-                    break
+        """Timer handler: waits that are over, and wait_for timeouts, many users at once."""
+        seen: set[str] = set()
+        while True:
+            due = [r for r in await self.store.due_runs(now_ms, 1000) if r.run_id not in seen]
+            if not due:
+                break
+            seen.update(r.run_id for r in due)
+            await self._each(due, self._wake)
         return await self.store.next_run_wake()
+
+    async def _wake(self, run: Run) -> None:
+        async with self._user(run.user_id):
+            if run.waiting_for:
+                await self._resume_wait_for(run, happened=False)
+                return
+            a = await self._version(run.automation_id, run.version)
+            if a is not None:
+                await self._advance(run, a, woke=True)
 
     async def run_schedule(self, automation_id: str) -> None:
         """A cron trigger fired: every current member of the segment enters."""
@@ -431,9 +467,12 @@ class AutomationEngine:
             return
         fired = self.clock.now_ms()
         members = await self.segments.member_user_ids(a.trigger.segment)
-        async with self.lock:
-            for user_id in members:
+
+        async def enter(user_id: str) -> None:
+            async with self._user(user_id):
                 await self._enter(a, user_id, f"schedule:{fired // 60_000}", None, fired)
+
+        await self._each(members, enter)
 
 
 def _key(position: list[Any]) -> str:
