@@ -517,6 +517,8 @@ def main() -> int:
     p.add_argument("--prefill", type=int, help="events in the prefilled store (default 5,000,000, quick 500,000)")
     p.add_argument("--ceiling-events", type=int, help="events in the storage ceiling (default 300,000, quick 100,000)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--workdir", metavar="DIR", default=None,
+                   help="where the temporary work directory (every database) goes; /dev/shm takes the disk out")
     p.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                    help="before each measurement wait up to S seconds for other work on the machine to stop")
     args = p.parse_args()
@@ -530,7 +532,7 @@ def main() -> int:
     if (os.cpu_count() or 1) < 2:
         print("warning: fewer than 2 CPUs; daemon and load generator will share one", file=sys.stderr)
     seed = random.randrange(1 << 20)
-    workdir = Path(tempfile.mkdtemp(prefix="retenshun-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="retenshun-bench-", dir=args.workdir))
     print(f"work dir {workdir}; daemon on CPU {DAEMON_CPU}, wrk on CPU {LOAD_CPU}; "
           f"{args.duration:g}s per run after {args.warmup:g}s warm-up", flush=True)
     try:

@@ -169,9 +169,15 @@ def engine_settings(config: Config, signing_secret: str) -> dict[str, Any]:
             raise ConfigError(f"engine.fatigue_cap: use {{max = 3, per = \"1d\"}} ({exc})") from None
         except DefinitionError as exc:
             raise ConfigError(f"{exc.field}: {exc.message}") from None
-    allow = e.get("allow_private_webhooks", False)
     return {"fatigue": fatigue, "webhook_secret": signing_secret.encode(),
-            "allow_private_webhooks": allow in (True, "true", "1", "yes")}
+            "allow_private_webhooks": _flag(e.get("allow_private_webhooks", False))}
+
+
+def _flag(value: Any) -> bool:
+    """A boolean setting from TOML (a bool) or an env var (a string)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def public_url(config: Config) -> str:
@@ -200,8 +206,8 @@ async def _senders(config: Config, store: Store, clock: Clock, hub: Hub, creds: 
         stack.push_async_callback(pool.close)
         senders["email"] = EmailSender(
             settings, pool, store, signing_secret=signing_secret, public_url=public_url(config),
-            track_opens=bool(config.email.get("track_opens", True)),
-            track_clicks=bool(config.email.get("track_clicks", True)),
+            track_opens=_flag(config.email.get("track_opens", True)),
+            track_clicks=_flag(config.email.get("track_clicks", True)),
             give_up_after_s=parse_duration(str(config.email.get("give_up_after", "5d"))) / 1000)
     return senders
 

@@ -100,6 +100,13 @@ class EventBus:
         self._subs.add(sub)
         return sub
 
+    def lags(self) -> dict[str, int]:
+        """Events buffered per subscriber name (for the metrics)."""
+        out: dict[str, int] = {}
+        for sub in self._subs:
+            out[sub.name] = max(out.get(sub.name, 0), sub.lag)
+        return out
+
     def publish(self, events: list[StoredEvent]) -> None:
         self.published += len(events)
         for sub in tuple(self._subs):

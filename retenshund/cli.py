@@ -14,9 +14,12 @@ from . import __version__
 from .config import Config, ConfigError, load_config
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML config file (default ./retenshund.toml when present)")
-    p.add_argument("--data-dir", help="data folder (default ./retenshun-data)")
+def _common(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    # On subcommands the default is SUPPRESS, so `retenshund --data-dir X keys list`
+    # keeps the X given before the subcommand (argparse would reset it to None).
+    default = argparse.SUPPRESS if sub else None
+    p.add_argument("--config", default=default, help="TOML config file (default ./retenshund.toml when present)")
+    p.add_argument("--data-dir", default=default, help="data folder (default ./retenshun-data)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,22 +30,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default 8470)")
     sub = p.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the daemon (the default)")
-    _common(serve)
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8470)")
+    _common(serve, sub=True)
+    serve.add_argument("--host", default=argparse.SUPPRESS, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=argparse.SUPPRESS, help="port (default 8470)")
     keys = sub.add_parser("keys", help="list, create or revoke API keys")
-    _common(keys)
+    _common(keys, sub=True)
     ks = keys.add_subparsers(dest="keys_command", required=True)
-    ks.add_parser("list", help="show every key (hints only)")
+    _common(ks.add_parser("list", help="show every key (hints only)"), sub=True)
     create = ks.add_parser("create", help="make a new key and print it once")
+    _common(create, sub=True)
     create.add_argument("--kind", choices=["secret", "publishable"], default="secret")
     create.add_argument("--label", default="")
     revoke = ks.add_parser("revoke", help="revoke a key by its id (key_...)")
+    _common(revoke, sub=True)
     revoke.add_argument("key_id")
     for name, text in (("apply", "send the definitions in DIR to a running daemon"),
                        ("diff", "show what 'apply DIR' would change")):
         cmd = sub.add_parser(name, help=text)
-        _common(cmd)
+        _common(cmd, sub=True)
         cmd.add_argument("dir", help="folder with templates/, segments/ and automations/ files (TOML or JSON)")
         cmd.add_argument("--url", default=os.environ.get("RETENSHUN_URL"),
                          help="daemon URL (default RETENSHUN_URL, else http://127.0.0.1:<port>)")
@@ -78,7 +83,8 @@ def serve(config: Config) -> int:
         ws="retenshund.channels.wsserver:WebSocketProtocol",
         lifespan="on",
         access_log=config.log.access_log,
-        log_level="warning",
+        # uvicorn logs requests at info: raise its level only when they are wanted.
+        log_level="info" if config.log.access_log else "warning",
         timeout_graceful_shutdown=int(config.server.shutdown_timeout),
         server_header=False,
         date_header=False,

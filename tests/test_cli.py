@@ -77,3 +77,12 @@ def test_sigterm_finishes_requests_and_closes_cleanly(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "data" / "retenshun.db")
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert conn.execute("SELECT count(*) FROM events").fetchone() == (100,)
+
+
+def test_common_flags_work_before_and_after_the_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(tmp_path / "d")
+    assert main(["--data-dir", d, "keys", "create"]) == 0
+    key_id = next(w for w in capsys.readouterr().out.split() if w.startswith("key_"))
+    for argv in (["--data-dir", d, "keys", "list"], ["keys", "--data-dir", d, "list"], ["keys", "list", "--data-dir", d]):
+        assert main(argv) == 0
+        assert key_id in capsys.readouterr().out, argv

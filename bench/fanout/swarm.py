@@ -137,13 +137,13 @@ class Client(asyncio.Protocol):
                     self._ready(payload)
                 return
             self.frames += 1
-            self.swarm.on_frame(self)
+            self.swarm.on_frame(self, payload)
             return
         if not self.ready:
             self._ready(payload)
             return
         self.frames += 1
-        self.swarm.on_frame(self)
+        self.swarm.on_frame(self, payload)
 
     def _ready(self, payload: bytes) -> None:
         self.ready = True
@@ -169,7 +169,8 @@ class Swarm:
         self.target = 0
         self.arrivals: list[float] = []
         self.done: asyncio.Future[float] | None = None
-        self.on_arrival: Callable[[Client, float], None] | None = None
+        # Called for every frame after the first (hello / namespace join) with the arrival time.
+        self.on_arrival: Callable[[Client, float, bytes], None] | None = None
 
     def request(self, path: str) -> bytes:
         key = base64.b64encode(os.urandom(16)).decode()
@@ -209,12 +210,13 @@ class Swarm:
         self.done = asyncio.get_running_loop().create_future()
         return self.done
 
-    def on_frame(self, client: Client) -> None:
+    def on_frame(self, client: Client, payload: bytes) -> None:
         now = time.monotonic()
+        if self.on_arrival is not None:
+            self.on_arrival(client, now, payload)
+            return
         self.received += 1
         self.arrivals.append(now)
-        if self.on_arrival is not None:
-            self.on_arrival(client, now)
         if self.done is not None and self.received >= self.target and not self.done.done():
             self.done.set_result(now)
 

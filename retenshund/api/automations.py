@@ -71,11 +71,12 @@ async def put_automation(request: Request) -> Response:
     automation_id = request.path_params["automation_id"]
     body = await decode(request, dict[str, Any])
     compiled = await validate(request, automation_id, body)
+    existed = await svc.store.get_automation(automation_id) is not None
     version = await svc.store.put_automation(automation_id, body, compiled.enabled, svc.clock.now_ms())
     svc.extra["automations"].installed(compiled, version)
     found = await svc.store.get_automation(automation_id)
     assert found is not None
-    return json(_out(automation_id, *found), status=201 if version == 1 else 200)
+    return json(_out(automation_id, *found), status=200 if existed else 201)
 
 
 async def validate_automation(request: Request) -> Response:

@@ -271,6 +271,8 @@ routes = [
 ]
 
 openapi.document(
+    openapi.Endpoint("GET", "/dashboard/events/ws", "WebSocket: live committed events for the dashboard "
+                     "(session cookie, same origin)", "none"),
     openapi.Endpoint("POST", "/dashboard/login", "Dashboard sign-in with a secret key or the admin password: "
                      "sets an HttpOnly, SameSite=Strict session cookie and returns the CSRF token", "none",
                      LoginRequest, SessionOut),

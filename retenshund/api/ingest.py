@@ -95,4 +95,6 @@ openapi.document(
       for t in ingest.TYPES),
     openapi.Endpoint("POST", "/v1/batch", "Several Segment calls at once; invalid items are listed, valid ones kept",
                      "ingest", ingest.BatchRequest, ingest.IngestResponse),
+    openapi.Endpoint("POST", "/v1/import", "Same as /v1/batch (the path some Segment SDKs use)",
+                     "ingest", ingest.BatchRequest, ingest.IngestResponse),
 )

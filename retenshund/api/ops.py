@@ -23,6 +23,8 @@ async def healthz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     svc = services(request)
     svc.metrics.queue_depth.set(getattr(getattr(svc.store, "writer", None), "pending", 0))
+    for name, lag in svc.bus.lags().items():
+        svc.metrics.bus_lag.labels(name).set(lag)
     return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
 
 

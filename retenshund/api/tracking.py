@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .. import tracking
+from .. import openapi, tracking
 from .common import services
 
 _GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
@@ -64,6 +64,13 @@ async def unsubscribe(request: Request) -> Response:
     await svc.store.note_unsubscribed(claims.message_id, svc.clock.now_ms(), f"unsubscribed from {what}")
     return _page("You are unsubscribed", f"<p>You will not receive {html.escape(what)} any more.</p>")
 
+
+openapi.document(
+    openapi.Endpoint("GET", "/t/o/{token}.gif", "Email open pixel (signed link)", "none"),
+    openapi.Endpoint("GET", "/t/c/{token}", "Email click redirect (signed link)", "none", status=302),
+    openapi.Endpoint("GET", "/u/{token}", "Unsubscribe page (signed link; asks, does not act)", "none"),
+    openapi.Endpoint("POST", "/u/{token}", "Unsubscribe (the page's button, or RFC 8058 one-click)", "none"),
+)
 
 routes = [
     Route("/t/o/{token}.gif", open_pixel, methods=["GET"]),

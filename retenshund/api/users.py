@@ -211,4 +211,5 @@ openapi.document(
                      TokenRequest, TokenResponse),
     openapi.Endpoint("PUT", "/v1/users/{user_id}/preferences", "Channel and category opt-outs", "secret",
                      PreferencesRequest),
+    openapi.Endpoint("GET", "/v1/users/{user_id}/preferences", "A user's channel and category opt-outs", "secret"),
 )

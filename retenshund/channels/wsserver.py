@@ -151,8 +151,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
+        waiter, self.drain_waiter = self.drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
@@ -330,9 +331,12 @@ class WebSocketProtocol(asyncio.Protocol):
                 raise ClientDisconnected() from None
             self._flush()
             if self.write_paused and not self.lost:
-                self.drain_waiter = self.loop.create_future()
-                await self.drain_waiter
-                self.drain_waiter = None
+                # Backpressure: wait until the transport's buffer drains (shared
+                # by every send waiting at the same time).
+                waiter = self.drain_waiter
+                if waiter is None or waiter.done():
+                    waiter = self.drain_waiter = self.loop.create_future()
+                await waiter
                 if self.lost:
                     raise ClientDisconnected()
             return
@@ -368,7 +372,11 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.closing or not self.accepted:
             return -1
         transport = self.transport
-        transport.write(data)
+        try:
+            transport.write(data)
+        except Exception:  # the transport died under us (uvloop raises once its handle is closed)
+            self.closing = True
+            return -1
         return transport.get_write_buffer_size()
 
     def buffered(self) -> int:
@@ -481,15 +489,18 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def _flush(self) -> None:
+        chunks = self.ws.data_to_send()
         if self.lost:
-            self.ws.data_to_send()
             return
-        for chunk in self.ws.data_to_send():
-            if chunk:
-                self.transport.write(chunk)
-            else:  # websockets' "end of stream": the closing handshake is over
-                self._cancel_timer()
-                self.transport.close()
+        try:
+            for chunk in chunks:
+                if chunk:
+                    self.transport.write(chunk)
+                else:  # websockets' "end of stream": the closing handshake is over
+                    self._cancel_timer()
+                    self.transport.close()
+        except Exception:  # the transport died under us; connection_lost follows
+            self.closing = True
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:

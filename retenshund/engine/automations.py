@@ -354,7 +354,11 @@ class AutomationEngine:
                 notes.append(self._note(run, "deferred_quiet_hours", now,
                                         f"quiet hours in {tz.key}: sends at {iso(release)}"))
         status, reason = "queued", None
+        templates = getattr(self.dispatcher, "templates", None)
         category = step.category
+        if category is None and templates is not None:
+            compiled = await templates.get(step.template_id or "")
+            category = compiled.category if compiled else None
         if self.fatigue is not None and category != "transactional":
             limit, per = self.fatigue
             if await self.store.recent_automation_messages(run.pid, now - per) >= limit:
@@ -364,13 +368,9 @@ class AutomationEngine:
         variables = dict(step.variables)
         for c in step.computed:
             variables[c.name] = await self._compute(run.pid, c, now)
-        templates = getattr(self.dispatcher, "templates", None)
         made: list[NewMessage] = []
         for channel in step.channel:
             cat = category
-            if cat is None and templates is not None:
-                compiled = await templates.get(step.template_id or "")
-                cat = compiled.category if compiled else "transactional"
             made.append(NewMessage(message_id=new_message_id(), user_id=run.user_id, channel=channel,
                                    template_id=step.template_id, category=cat or "transactional",
                                    variables=variables, event=event, automation_id=a.automation_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -25,10 +26,31 @@ log = logging.getLogger("retenshund.timers")
 Handler = Callable[[int], Awaitable[int | None]]
 
 
+_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DOW_NUMBER = re.compile(r"(?<![/\d])\d+")
+
+
+def _standard_dow(field: str) -> str:
+    """Cron counts weekdays from Sunday = 0 (7 also Sunday); APScheduler from
+    Monday = 0. Numbers become names, which both read the same way."""
+    def name(m: re.Match[str]) -> str:
+        n = int(m.group(0))
+        if n > 7:
+            raise ValueError(f"day of week {n} is out of range (0-7, 0 and 7 are Sunday)")
+        return _DOW_NAMES[n]
+    return _DOW_NUMBER.sub(name, field)
+
+
 def parse_cron(expr: str, field: str, timezone: str = "UTC") -> CronTrigger:
-    """A five-field crontab expression, or DefinitionError naming the field."""
+    """A five-field crontab expression (standard meaning: weekday 0 = Sunday),
+    or DefinitionError naming the field."""
     try:
-        return CronTrigger.from_crontab(expr, timezone=timezone)
+        parts = expr.split()
+        if len(parts) != 5:
+            raise ValueError(f"expected 5 fields, got {len(parts)}")
+        minute, hour, day, month, dow = parts
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_standard_dow(dow),
+                           timezone=timezone)
     except (ValueError, TypeError) as exc:
         raise DefinitionError(field, f"{expr!r} is not a cron expression ({exc}); use five fields like "
                                      "\"0 9 * * 1\" (09:00 every Monday)") from None

@@ -14,7 +14,7 @@ _decode = msgspec.json.decode
 
 PUT_AUTOMATION = """
 INSERT INTO automations (automation_id, version, definition, enabled, created_at, updated_at)
-VALUES (?, 1, ?, ?, ?, ?)
+VALUES (?, (SELECT coalesce(max(version), 0) + 1 FROM automation_versions WHERE automation_id = ?), ?, ?, ?, ?)
 ON CONFLICT (automation_id) DO UPDATE SET version = automations.version + 1, definition = excluded.definition,
   enabled = excluded.enabled, updated_at = excluded.updated_at
 RETURNING version
@@ -112,8 +112,9 @@ class AutomationsSqlite:
                              now_ms: int) -> int:
         def run(conn: sqlite3.Connection) -> int:
             text = _encode(definition).decode()
-            version = int(conn.execute(PUT_AUTOMATION, (automation_id, text, int(enabled), now_ms, now_ms))
-                          .fetchone()[0])
+            # Versions continue across a delete: runs of the old ones keep theirs.
+            version = int(conn.execute(PUT_AUTOMATION, (automation_id, automation_id, text, int(enabled), now_ms,
+                                                        now_ms)).fetchone()[0])
             conn.execute(PUT_VERSION, (automation_id, version, text, now_ms))
             return version
         return int(await self.writer.run(run))

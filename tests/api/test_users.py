@@ -64,3 +64,28 @@ async def test_preferences_round_trip(api: Api) -> None:
     assert r.json()["channels"] == {"email": False}
     got = (await api.get("/v1/users/u1/preferences")).json()
     assert got["categories"] == {"marketing": False}
+
+
+async def test_metrics_show_requests_ingestion_commits_and_bus_lag(api: Api) -> None:
+    await api.post("/v1/batch", {"batch": [{"type": "track", "userId": "u1", "event": "e"} for _ in range(3)]},
+                   key=PUBLISHABLE)
+    text = (await api.get("/metrics", key=None)).text
+    assert 'retenshun_events_ingested_total{type="track"} 3.0' in text
+    assert "retenshun_store_commit_seconds_count" in text
+    assert 'retenshun_http_requests_total{method="POST",route="/v1/batch",status="200"} 1.0' in text
+    assert 'retenshun_bus_lag{subscriber="engine"}' in text
+
+
+async def test_openapi_describes_every_route(api: Api) -> None:
+    from starlette.routing import Mount, Route, WebSocketRoute
+
+    doc = (await api.get("/openapi.json", key=None)).json()
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    for route in api.app.routes:
+        if isinstance(route, Mount):
+            continue
+        methods = {"GET"} if isinstance(route, WebSocketRoute) else (route.methods or set()) - {"HEAD"}
+        for method in methods:
+            assert (method, route.path) in documented, (method, route.path)
+    assert doc["openapi"].startswith("3.")
+    assert "SegmentEvent" in doc["components"]["schemas"]

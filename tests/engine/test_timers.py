@@ -80,3 +80,15 @@ def test_cron_expressions_are_validated_with_the_field_named() -> None:
     with pytest.raises(DefinitionError) as info:
         parse_cron("every monday", "trigger.schedule")
     assert info.value.field == "trigger.schedule"
+
+
+def test_cron_weekdays_count_from_sunday_as_in_crontab() -> None:
+    import datetime as dt
+
+    thursday = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
+    monday_9 = parse_cron("0 9 * * 1", "schedule").get_next_fire_time(None, thursday)
+    sunday = parse_cron("30 8 * * 0", "schedule").get_next_fire_time(None, thursday)
+    also_sunday = parse_cron("30 8 * * 7", "schedule").get_next_fire_time(None, thursday)
+    assert (monday_9.strftime("%A %H:%M"), sunday.strftime("%A"), also_sunday) == ("Monday 09:00", "Sunday", sunday)
+    with pytest.raises(DefinitionError):
+        parse_cron("0 9 * * 8", "schedule")

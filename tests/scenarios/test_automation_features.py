@@ -160,3 +160,13 @@ def test_apply_refuses_everything_when_one_file_is_wrong(tmp_path: Path) -> None
         apply(root, Client("http://127.0.0.1:9", SECRET), open("/dev/null", "w"))
     assert "broken.toml" in str(info.value) and "steps[0].wait" in str(info.value)
     assert {d.id for d in load(root)} == {"hello", "pro", "greet", "broken"}
+
+
+async def test_an_automation_can_be_deleted_and_created_again(tmp_path: Path) -> None:
+    async with running(make_config(tmp_path / "d"), FakeClock(T0)) as api:
+        await put(api, "/v1/templates/t", {"in_app": {"title": "x"}})
+        body = {"trigger": {"event": "go"}, "steps": [{"send": {"channel": "in_app", "template_id": "t"}}]}
+        assert (await put(api, "/v1/automations/a", body))["version"] == 1
+        assert (await api.delete("/v1/automations/a")).status_code == 204
+        again = await api.put("/v1/automations/a", body)
+        assert again.status_code == 201 and again.json()["version"] == 2
