@@ -77,7 +77,7 @@ async def test_metrics_show_requests_ingestion_commits_and_bus_lag(api: Api) -> 
 
 
 async def test_openapi_describes_every_route(api: Api) -> None:
-    from starlette.routing import Mount, Route, WebSocketRoute
+    from starlette.routing import Mount, WebSocketRoute
 
     doc = (await api.get("/openapi.json", key=None)).json()
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}

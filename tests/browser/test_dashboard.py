@@ -189,7 +189,9 @@ def test_overview_shows_live_events_messages_and_time_to_trigger(page: Any, daem
     expect(p.locator("[data-chart=events-per-minute] canvas").first).to_be_visible()
     hour = p.locator(".tile", has_text="Events, last hour").locator(".value")
     expect(hour).not_to_have_text("–")
-    count = lambda: int(re.sub(r"\D", "", hour.inner_text()) or 0)
+    def count() -> int:
+        return int(re.sub(r"\D", "", hour.inner_text()) or 0)
+
     # The seeded batches were received minutes ago at most: the hour counts them.
     before = poll(lambda: count() > 100 and count(), 5, "the last hour's events to be counted")
     ok(api(daemon, "POST", "/v1/track", {"userId": "ada", "event": "overview_probe"}, key=PUBLISHABLE))

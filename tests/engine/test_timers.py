@@ -85,7 +85,7 @@ def test_cron_expressions_are_validated_with_the_field_named() -> None:
 def test_cron_weekdays_count_from_sunday_as_in_crontab() -> None:
     import datetime as dt
 
-    thursday = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
+    thursday = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
     monday_9 = parse_cron("0 9 * * 1", "schedule").get_next_fire_time(None, thursday)
     sunday = parse_cron("30 8 * * 0", "schedule").get_next_fire_time(None, thursday)
     also_sunday = parse_cron("30 8 * * 7", "schedule").get_next_fire_time(None, thursday)
