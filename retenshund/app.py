@@ -248,6 +248,8 @@ def create_app(config: Config, *, clock: Clock | None = None, announce: bool = T
                 signing_secret=config.auth.signing_secret or creds.signing_secret,
             )
             hub = Hub()
+            hub.register_metrics(metrics.registry)
+            stack.callback(hub.close)
             templates = TemplateCache(store)  # type: ignore[arg-type]
             senders = await _senders(config, store, clock, hub, creds, svc.signing_secret, stack)
             dispatcher = Dispatcher(store, clock, templates, senders, metrics)

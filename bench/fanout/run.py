@@ -12,7 +12,9 @@ clients from swarm.py), then
   (CLOCK_MONOTONIC in both processes). Repeated ``--rounds`` times.
 
 Servers: ``app`` = the retenshun app under uvicorn exactly as ``retenshund
-serve`` runs it, fan-out by ``hub.broadcast_users``; ``bare`` = a bare
+serve`` runs it, fan-out by ``hub.broadcast_users``; ``app-websockets-sansio``
+(``app-wsproto``, ...) = the same app on one of uvicorn's own WebSocket
+protocols (the hub then writes through ASGI ``send``); ``bare`` = a bare
 ``websockets`` server, ``websockets.broadcast()``; ``sio`` = socket.io 4 on
 Node, ``io.emit`` (install with ``npm install`` in bench/fanout first).
 ``--deflate`` makes the clients offer permessage-deflate as browsers do.
@@ -65,6 +67,8 @@ class Server:
         py = sys.executable
         if self.name == "app":
             cmd = [py, str(HERE / "server_app.py"), str(self.port), self.tmp + "/data"]
+        elif self.name.startswith("app-"):  # the same app on one of uvicorn's own protocols
+            cmd = [py, str(HERE / "server_app.py"), str(self.port), self.tmp + "/data", self.name[4:]]
         elif self.name == "bare":
             cmd = [py, str(HERE / "server_bare.py"), str(self.port)]
         elif self.name == "bare-deflate":
@@ -101,7 +105,7 @@ class Server:
 
 
 def paths(name: str, users: int, start: int = 0) -> list[str]:
-    if name == "app":
+    if name.startswith("app"):
         return [f"/v1/inbox/ws?token={tokens.mint(SIGNING_SECRET, f'u{i}', 24 * 3600)}"
                 for i in range(start, start + users)]
     if name == "sio":
@@ -139,7 +143,7 @@ async def fire(server: Server, swarm: Swarm, users: int) -> tuple[float, float]:
     """One fan-out; returns (ms until the last client had it, ms the server spent sending)."""
     done = swarm.expect(users)
     t0 = time.monotonic()
-    answer = asyncio.ensure_future(server.ask(f"fire {users}" if server.name == "app" else "fire"))
+    answer = asyncio.ensure_future(server.ask(f"fire {users}" if server.name.startswith("app") else "fire"))
     last = await asyncio.wait_for(done, 60)
     return (last - t0) * 1000, float((await answer).split()[1])
 
@@ -190,7 +194,7 @@ async def main() -> None:
     for name in names:
         r = results[name]
         t = r["fanout_ms"]
-        print(f"  {name:13s} fan-out p50 {statistics.median(t):7.1f} ms  (min {min(t):6.1f}, max {max(t):6.1f}; "
+        print(f"  {name:22s} fan-out p50 {statistics.median(t):7.1f} ms  (min {min(t):6.1f}, max {max(t):6.1f}; "
               f"in-server send {statistics.median(r['in_server_ms']):6.1f} ms)   "
               f"idle memory {r['bytes_per_conn'] / 1000:5.1f} KB/connection   "
               f"(opened in {r['open_s']:.1f} s)", flush=True)

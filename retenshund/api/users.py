@@ -140,6 +140,10 @@ async def delete_user(request: Request) -> Response:
         raise not_found(f"user {request.path_params['user_id']!r}")
     for hook in svc.extra.get("on_user_deleted", []):
         await hook(request.path_params["user_id"])
+    # Open inbox sockets of a deleted user are closed: nothing of theirs is left to show.
+    hub = svc.extra.get("hub")
+    if hub is not None:
+        hub.close_user(request.path_params["user_id"])
     return Response(status_code=204)
 
 

@@ -71,7 +71,7 @@ class Tab:
         if size < 0:
             return False
         if size > self.hub.max_buffer:
-            self.hub.slow_closed += 1
+            self.hub._dropped_slow()
             self.drop(f"slow consumer: {size} bytes unsent")
             return False
         return True
@@ -112,9 +112,6 @@ class AsgiSink:
         self.task: asyncio.Task[None] | None = None
         self.dead = False
 
-    def push(self, data: bytes) -> int:  # pragma: no cover - the hub calls push_frames
-        raise NotImplementedError
-
     def push_frames(self, frames: list[bytes]) -> int:
         if self.dead:
             return -1
@@ -133,7 +130,8 @@ class AsgiSink:
         except Exception:  # the connection went away under us
             self.dead = True
         finally:
-            self.task = None
+            if self.task is asyncio.current_task():
+                self.task = None
 
     def abort(self) -> None:
         self.dead = True
@@ -151,7 +149,8 @@ class AsgiSink:
         async def close() -> None:
             with contextlib.suppress(Exception):
                 await self.send({"type": "websocket.close", "code": code, "reason": reason})
-        asyncio.get_running_loop().create_task(close())
+        # Held on self: the loop keeps only a weak reference to a task.
+        self.task = asyncio.get_running_loop().create_task(close())
 
 
 class AsgiTab(Tab):
@@ -166,7 +165,7 @@ class AsgiTab(Tab):
         if size < 0:
             return False
         if size > self.hub.max_buffer:
-            self.hub.slow_closed += 1
+            self.hub._dropped_slow()
             self.drop(f"slow consumer: {size} bytes unsent")
             return False
         return True
@@ -185,6 +184,24 @@ class Hub:
         self._users: dict[str, list[Tab]] = {}
         self.total = 0
         self.slow_closed = 0  # connections dropped for not keeping up
+        self._slow_counter: Any = None
+
+    def register_metrics(self, registry: Any) -> None:
+        """Expose the hub on a prometheus_client registry (the app's /metrics):
+        open connections, connected users, connections dropped as too slow."""
+        from prometheus_client import Counter, Gauge
+
+        Gauge("retenshun_inbox_connections", "Open inbox WebSocket connections",
+              registry=registry).set_function(lambda: self.total)
+        Gauge("retenshun_inbox_users_connected", "Users with at least one open inbox WebSocket",
+              registry=registry).set_function(lambda: len(self._users))
+        self._slow_counter = Counter("retenshun_inbox_slow_dropped", "Inbox WebSockets dropped for not keeping up",
+                                     registry=registry)
+
+    def _dropped_slow(self) -> None:
+        self.slow_closed += 1
+        if self._slow_counter is not None:
+            self._slow_counter.inc()
 
     # -- connections -------------------------------------------------------------
 

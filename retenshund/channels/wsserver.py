@@ -1,18 +1,22 @@
 """The WebSocket protocol uvicorn runs for every upgraded connection
 (``uvicorn.Config(ws="retenshund.channels.wsserver:WebSocketProtocol")``).
 
-Why our own and not one of uvicorn's (numbers from bench/fanout, 5,000 idle
-connections, clients offering permessage-deflate the way browsers do):
+Why our own and not one of uvicorn's: bench/fanout (the retenshun app, 5,000
+idle inbox sockets, clients offering permessage-deflate as browsers do; fan-out
+of one message to all 5,000, timed by the clients in another process):
 
-=============================================  ==================
-server                                         RSS per connection
-=============================================  ==================
-bare ``websockets`` (compression off)          14.6 KB
-uvicorn ``websockets-sansio`` + Starlette      61.7 KB (24.1 KB if deflate is refused)
-uvicorn ``wsproto`` + Starlette                114 KB  (22.3 KB if deflate is refused)
-uvicorn ``websockets`` (legacy, deprecated)    31.3 KB without deflate
-this protocol + the inbox endpoint             see bench/fanout/README.md
-=============================================  ==================
+=========================================  ==================  ===========
+server                                     RSS per connection  fan-out p50
+=========================================  ==================  ===========
+this protocol + the hub                    14.0 KB              36 ms
+bare ``websockets`` + ``broadcast()``      14.6 KB              48 ms
+socket.io on Node, ``io.emit``             17.2 KB              56 ms
+uvicorn ``websockets-sansio``              62.3 KB (24 KB *)    154 ms
+uvicorn ``wsproto``                        114.6 KB (23 KB *)   446 ms
+uvicorn ``websockets`` (legacy)            129.5 KB (31 KB *)   209 ms
+=========================================  ==================  ===========
+
+(*) when the client offers no compression.
 
 uvicorn's implementations always accept permessage-deflate (a zlib compressor
 and decompressor per socket) and carry an ``asyncio.Queue``, an
@@ -53,7 +57,7 @@ from urllib.parse import unquote
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import OPEN, State
+from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 try:  # the exception uvicorn's own protocols raise from send() after a disconnect
@@ -543,7 +547,3 @@ class WebSocketProtocol(asyncio.Protocol):
         self._flush()
         self._deliver_disconnect(1011, "keepalive ping timeout")
         self.transport.abort()
-
-
-# ``State`` is re-exported for type checkers of code that inspects ``ws.state``.
-__all__ = ["PUSH_EXTENSION", "State", "WebSocketProtocol", "text_frame"]

@@ -260,3 +260,22 @@ async def test_without_the_push_extension_a_slow_consumer_is_closed_too() -> Non
     while not any(m["type"] == "websocket.close" for m in sent):
         assert asyncio.get_running_loop().time() < deadline, sent
         await asyncio.sleep(0.001)
+
+
+def test_metrics_show_connections_users_and_slow_drops() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    hub = Hub(max_buffer=100)
+    hub.register_metrics(registry)
+    slow = FakeSocket()
+    attach(hub, "alice", slow)
+    attach(hub, "alice", FakeSocket())
+    attach(hub, "bob", FakeSocket())
+    slow.buffered = 1000
+    hub.send("alice", [b"{}"])
+
+    text = generate_latest(registry).decode()
+    assert "retenshun_inbox_connections 3.0" in text
+    assert "retenshun_inbox_users_connected 2.0" in text
+    assert "retenshun_inbox_slow_dropped_total 1.0" in text
