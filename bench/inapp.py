@@ -1,6 +1,10 @@
 """In-app time-to-trigger: POST /v1/messages/send -> the frame on the user's WebSocket.
 
     python bench/inapp.py [--clients 1000,10000] [--rate 500] [--keep]
+    python bench/inapp.py --via track --clients 1000 --rate 1000
+
+``--via track``: the request is ``POST /v1/track`` of an event that an automation
+with no wait answers with an in-app message (event -> automation -> frame).
 
 For each client count N: start the real daemon (``python -m retenshund``,
 pinned to CPU 0), open one WebSocket per user (``u0`` .. ``u{N-1}``, each with
@@ -81,11 +85,16 @@ class Http:
         self.writer.close()
 
 
-async def run(clients: int, rate: float, connections: int, daemon: Daemon) -> dict:
+async def run(clients: int, rate: float, connections: int, daemon: Daemon, via: str = "send") -> dict:
     host, port = "127.0.0.1", daemon.port
     http = await Http.open(host, port)
     status, body = await http.request("PUT", "/v1/templates/milestone", json.dumps(TEMPLATE).encode())
     assert status in (200, 201), body
+    if via == "track":
+        automation = {"trigger": {"event": "milestone_reached"},
+                      "steps": [{"send": {"channel": "in_app", "template_id": "milestone"}}]}
+        status, body = await http.request("PUT", "/v1/automations/milestone", json.dumps(automation).encode())
+        assert status in (200, 201), body
 
     swarm = Swarm(host, port)
     paths = [f"/v1/inbox/ws?token={tokens.mint(SIGNING_SECRET, f'u{i}', 24 * 3600)}" for i in range(clients)]
@@ -113,11 +122,17 @@ async def run(clients: int, rate: float, connections: int, daemon: Daemon) -> di
 
     async def send(i: int) -> None:
         h = await idle.get()
-        body = json.dumps({"user_id": f"u{i}", "channel": "in_app", "template_id": "milestone",
-                           "variables": {"milestone": "10,000 messages"}}).encode()
+        if via == "track":
+            path = "/v1/track"
+            body = json.dumps({"userId": f"u{i}", "event": "milestone_reached",
+                               "properties": {"milestone": "10,000 messages"}}).encode()
+        else:
+            path = "/v1/messages/send"
+            body = json.dumps({"user_id": f"u{i}", "channel": "in_app", "template_id": "milestone",
+                               "variables": {"milestone": "10,000 messages"}}).encode()
         t0 = time.monotonic()
         sent_at[i] = t0
-        status, _ = await h.request("POST", "/v1/messages/send", body)
+        status, _ = await h.request("POST", path, body)
         accepted.append(time.monotonic() - t0)
         statuses[status] = statuses.get(status, 0) + 1
         idle.put_nowait(h)
@@ -153,6 +168,8 @@ async def main() -> None:
     p.add_argument("--rate", type=float, default=500.0, help="sends per second (one message per user)")
     p.add_argument("--connections", type=int, default=16, help="keep-alive HTTP connections for the sends")
     p.add_argument("--keep", action="store_true", help="keep the data directories")
+    p.add_argument("--via", choices=["send", "track"], default="send",
+                   help="send: POST /v1/messages/send; track: POST /v1/track answered by an automation")
     args = p.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     daemon_cpu = str(cpus[0]) if len(cpus) >= 2 else None
@@ -166,7 +183,7 @@ async def main() -> None:
         daemon = Daemon(work / "data", taskset=daemon_cpu)
         daemon.start()
         try:
-            r = await run(n, args.rate, args.connections, daemon)
+            r = await run(n, args.rate, args.connections, daemon, args.via)
         finally:
             daemon.stop()
             if not args.keep:

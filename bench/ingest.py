@@ -53,6 +53,7 @@ USERS = 100_000
 DAEMON_CPU = "0"
 LOAD_CPU = "1"
 TRACK_CONNECTIONS = 64
+OTHER_OK = 0.25  # CPUs other processes may use during a measurement before it is repeated
 ROWS_PER_TXN = 500
 EVENT_NAME = "Report Generated"
 TIMESTAMP = "2026-01-15T10:00:00.000Z"
@@ -279,6 +280,7 @@ def storage_ceiling(db: Path, events: int, touch: bool, seed: int) -> dict[str, 
         txns.append((ids, profiles, identities, rows, list(touched.items())))
     started = time.perf_counter()
     cpu_started = time.process_time()
+    machine_started = machine_busy()
     for ids, profiles, identities, rows, touched in txns:
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(INSERT_IDS, ids)
@@ -293,9 +295,10 @@ def storage_ceiling(db: Path, events: int, touch: bool, seed: int) -> dict[str, 
         conn.execute("COMMIT")
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
+    other = max(0.0, machine_busy() - machine_started - cpu)
     conn.close()
     return {"events": events, "seconds": seconds, "events_s": events / seconds,
-            "new_users": len(pids), "touch": touch, "cpu": cpu / seconds}
+            "new_users": len(pids), "touch": touch, "cpu": cpu / seconds, "other_cpu": other / seconds}
 
 
 # -- the HTTP ceiling (own process) ---------------------------------------------------
@@ -406,22 +409,42 @@ def quiet(args: argparse.Namespace) -> None:
             print(f"  (machine still {busy:.2f} CPUs busy with other work; measuring anyway)", flush=True)
 
 
+def measured(args: argparse.Namespace, what: str, measure: Any) -> dict[str, Any]:
+    """``measure(attempt)`` until a run had the machine (nearly) to itself, at most
+    1 + --retries times; the run with the least other work wins."""
+    best: dict[str, Any] | None = None
+    for attempt in range(args.retries + 1):
+        quiet(args)
+        r = measure(attempt)
+        if best is None or r["other_cpu"] < best["other_cpu"]:
+            best = r
+        if r["other_cpu"] <= OTHER_OK:
+            break
+        if attempt < args.retries:
+            print(f"  ({what}: other work used {r['other_cpu']:.2f} CPUs meanwhile; measuring again)", flush=True)
+    assert best is not None
+    return best
+
+
 def load_daemon(d: Daemon, batch: int, connections: int, args: argparse.Namespace,
                 seed: int, workdir: Path) -> dict[str, Any]:
     run_wrk(d.url, batch, connections, args.warmup, seed, workdir)
-    quiet(args)
-    duration = args.duration
-    before = daemon_metrics(d.url)
-    r = run_wrk(d.url, batch, connections, duration, seed + 1, workdir, server_pid=d.pid)
-    after = daemon_metrics(d.url)
-    if after["duplicates"] != 0:
-        raise RuntimeError(f"the load generator repeated messageIds: {after['duplicates']} duplicates")
-    stored = after["ingested"] - before["ingested"]
-    if stored < r["events"]:
-        raise RuntimeError(f"wrk counted {r['events']} acknowledged events but the daemon stored {stored}")
-    commits = after["commits"] - before["commits"]
-    r["requests_per_commit"] = ((after["requests_per_commit"] * after["commits"]
-                                 - before["requests_per_commit"] * before["commits"]) / commits) if commits else 0
+
+    def measure(attempt: int) -> dict[str, Any]:
+        before = daemon_metrics(d.url)
+        r = run_wrk(d.url, batch, connections, args.duration, seed + 1 + attempt, workdir, server_pid=d.pid)
+        after = daemon_metrics(d.url)
+        if after["duplicates"] != 0:
+            raise RuntimeError(f"the load generator repeated messageIds: {after['duplicates']} duplicates")
+        stored = after["ingested"] - before["ingested"]
+        if stored < r["events"]:
+            raise RuntimeError(f"wrk counted {r['events']} acknowledged events but the daemon stored {stored}")
+        commits = after["commits"] - before["commits"]
+        r["requests_per_commit"] = ((after["requests_per_commit"] * after["commits"]
+                                     - before["requests_per_commit"] * before["commits"]) / commits) if commits else 0
+        return r
+
+    r = measured(args, f"daemon batch={batch}", measure)
     r["hwm_kib"] = proc_status(d.pid)["VmHWM"]
     return r
 
@@ -473,8 +496,8 @@ def ceiling_round(scenarios: list[tuple[str, int]], args: argparse.Namespace, wo
         for i, (sname, batch) in enumerate(scenarios):
             conns = TRACK_CONNECTIONS if batch == 0 else args.batch_connections
             run_wrk(url, batch, conns, args.warmup, seed + 100 * i, workdir)
-            quiet(args)
-            r = run_wrk(url, batch, conns, args.duration, seed + 100 * i + 1, workdir, server_pid=proc.pid)
+            r = measured(args, f"HTTP ceiling batch={batch}", lambda attempt, batch=batch, conns=conns, i=i: run_wrk(
+                url, batch, conns, args.duration, seed + 100 * i + 1 + attempt, workdir, server_pid=proc.pid))
             out[sname] = r
             print(f"  {'HTTP ceiling':<14} {sname:<9} {r['events_s']:>10,.0f} events/s  p50 {r['p50_ms']:6.2f} ms"
                   f"  p99 {r['p99_ms']:6.2f} ms  (server {r['server_cpu']:.0%} CPU,"
@@ -487,19 +510,21 @@ def ceiling_round(scenarios: list[tuple[str, int]], args: argparse.Namespace, wo
 
 def run_storage_ceiling(workdir: Path, events: int, touch: bool, seed: int,
                         args: argparse.Namespace) -> dict[str, Any]:
-    quiet(args)
-    db = workdir / f"ceiling-{'touch' if touch else 'insert'}.db"
-    cmd = ["taskset", "-c", DAEMON_CPU, sys.executable, __file__, "_storage", "--db", str(db),
-           "--events", str(events), "--seed", str(seed)] + (["--touch"] if touch else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    def measure(attempt: int) -> dict[str, Any]:
+        db = workdir / f"ceiling-{'touch' if touch else 'insert'}.db"
+        cmd = ["taskset", "-c", DAEMON_CPU, sys.executable, __file__, "_storage", "--db", str(db),
+               "--events", str(events), "--seed", str(seed + attempt)] + (["--touch"] if touch else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    return measured(args, "storage ceiling", measure)
 
 
 def merge_ceilings(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {**a, "events_s": (a["events_s"] + b["events_s"]) / 2, "cpu": (a["cpu"] + b["cpu"]) / 2,
-            "runs": [a["events_s"], b["events_s"]]}
+            "other_cpu": (a["other_cpu"] + b["other_cpu"]) / 2, "runs": [a["events_s"], b["events_s"]]}
 
 
 def fmt_row(label: str, r: dict[str, Any], extra: str = "") -> str:
@@ -521,6 +546,8 @@ def main() -> int:
                    help="where the temporary work directory (every database) goes; /dev/shm takes the disk out")
     p.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                    help="before each measurement wait up to S seconds for other work on the machine to stop")
+    p.add_argument("--retries", type=int, default=2,
+                   help=f"measure again when other work used more than {OTHER_OK} CPUs during a run (default 2)")
     args = p.parse_args()
     args.duration = args.duration or (4 if args.quick else 10)
     args.warmup = args.warmup or (1 if args.quick else 2)
@@ -582,7 +609,7 @@ def main() -> int:
                       f"{big[sname]['events_s'] / empty[sname]['events_s']:.0%} of empty"))
     for label, st in (("storage ceiling (inserts)", storage), ("storage ceiling (+ per-user updates)", storage_touch)):
         print(f"| {label:<40} | {st['events_s']:>11,.0f} | {'':>9} | {'':>7} | {'':>7} |"
-              f" {st['cpu'] * 100:>4.0f}% | {'':>5} | {'':>5} |"
+              f" {st['cpu'] * 100:>4.0f}% | {'':>5} | {st['other_cpu']:>5.2f} |"
               f" {'mean of ' + ' & '.join(f'{x / 1000:,.1f}k' for x in st['runs']):<22} |")
     print()
     track = empty["track"]

@@ -17,7 +17,7 @@ import msgspec
 
 from .clock import Clock
 from .metrics import Metrics
-from .store.base import InboxItem, Job, JournalEntry, Message, Profile
+from .store.base import InboxItem, Job, JournalEntry, Message, NewMessage, Profile
 from .template_cache import TemplateCache
 from .templates import RenderError, build_context, render
 
@@ -162,7 +162,8 @@ class Dispatcher:
                 delivery = Delivery(status="retry", detail=f"internal error: {type(exc).__name__}")
             await self._record(job, delivery, content)
 
-    async def _prepare(self, m: Message, profile: Profile | None) -> tuple[Delivery | None, dict[str, Any] | None]:
+    async def _prepare(self, m: Message | NewMessage,
+                       profile: Profile | None) -> tuple[Delivery | None, dict[str, Any] | None]:
         prefs = profile.preferences if profile else {}
         blocked = preference_block(m.channel, m.category, prefs)
         if blocked:
@@ -177,6 +178,36 @@ class Dispatcher:
             return None, render(template, m.channel, context)
         except RenderError as exc:
             return Delivery(status="failed", detail=f"template error: {exc}"), None
+
+    async def inline(self, new: list[NewMessage], profile: Profile | None) -> None:
+        """Prepare in-app messages that are due now to be delivered in the very
+        transaction that creates them (the inbox row is ours to write): rendered
+        here, marked with their inbox row. Anything that would not simply be
+        delivered (suppressed, failing) is left to the outbox path, which records why."""
+        make_item = getattr(self.senders.get("in_app"), "inbox_item", None)
+        if make_item is None:
+            return
+        now = self.clock.now_ms()
+        for n in new:
+            if n.channel != "in_app" or n.status != "queued" or n.due_at > now:
+                continue
+            delivery, content = await self._prepare(n, profile)
+            if delivery is not None or content is None:
+                continue
+            n.rendered = content
+            n.inbox = make_item(n.message_id, content, now)
+
+    def delivered_inline(self, made: list[Message]) -> None:
+        """After the commit: frames to the user's open tabs, metrics."""
+        sender = self.senders.get("in_app")
+        for m in made:
+            if m.inbox is None or sender is None:
+                continue
+            if self.metrics is not None:
+                self.metrics.messages.labels(m.channel, "delivered").inc()
+                if m.delivered_at is not None:
+                    self.metrics.time_to_trigger.labels(m.channel).observe((m.delivered_at - m.trigger_at) / 1000)
+            sender.committed(m, Delivery(status="delivered", inbox=m.inbox), m.unread_after)
 
     async def _record(self, job: Job, delivery: Delivery, content: dict[str, Any] | None) -> None:
         m = job.message

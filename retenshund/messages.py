@@ -70,12 +70,19 @@ def body_hash(req: SendRequest) -> str:
     return hashlib.sha256(msgspec.json.encode(fields, order="sorted")).hexdigest()
 
 
+def _accepted(m: Message) -> str:
+    # The 202 says the send was accepted ("queued", as the contract has it), even
+    # when an in-app message was already delivered in the same transaction;
+    # GET /v1/messages/{id} tells where it is now.
+    return "queued" if m.status in ("queued", "delivered") else m.status
+
+
 def send_response(messages: list[Message], channel_was_list: bool) -> dict[str, Any]:
     if channel_was_list:
-        return {"messages": [{"message_id": m.message_id, "channel": m.channel, "status": m.status,
+        return {"messages": [{"message_id": m.message_id, "channel": m.channel, "status": _accepted(m),
                               **({"reason": m.reason} if m.reason else {})} for m in messages]}
     m = messages[0]
-    return {"message_id": m.message_id, "status": m.status, **({"reason": m.reason} if m.reason else {})}
+    return {"message_id": m.message_id, "status": _accepted(m), **({"reason": m.reason} if m.reason else {})}
 
 
 def message_json(m: Message) -> dict[str, Any]:

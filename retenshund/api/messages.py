@@ -36,6 +36,9 @@ async def send(request: Request) -> Response:
     category = req.category or template.category
     new = [NewMessage(message_id=msgs.new_message_id(), user_id=req.user_id, channel=c, template_id=req.template_id,
                       category=category, variables=req.variables, trigger_at=now, due_at=now) for c in channels]
+    if "in_app" in channels:
+        # Delivered in the same transaction that creates it (see Dispatcher.inline).
+        await svc.extra["dispatcher"].inline(new, await svc.store.get_profile(req.user_id))
     was_list = isinstance(req.channel, list)
     idem = (req.idempotency_key, msgs.body_hash(req)) if req.idempotency_key else None
     try:
@@ -48,7 +51,8 @@ async def send(request: Request) -> Response:
                        " use a new key for a new message") from None
     if outcome.replay is not None:
         return json(outcome.replay, status=202, headers={"Idempotent-Replayed": "true"})
-    svc.extra["dispatcher"].submit(outcome.messages)
+    svc.extra["dispatcher"].delivered_inline(outcome.messages)
+    svc.extra["dispatcher"].submit([m for m in outcome.messages if m.inbox is None])
     return json(msgs.send_response(outcome.messages, was_list), status=202)
 
 

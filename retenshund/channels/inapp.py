@@ -39,12 +39,15 @@ class InAppSender:
         self.hub = hub
         self.clock = clock
 
+    @staticmethod
+    def inbox_item(message_id: str, content: dict[str, Any], now_ms: int) -> InboxItem:
+        return InboxItem(id=message_id, title=content.get("title"), body=content.get("body"),
+                         url=content.get("url"), data=content.get("data") or {},
+                         created_at=now_ms, read_at=None, archived_at=None)
+
     async def deliver(self, message: Message, content: dict[str, Any], profile: Profile | None,
                       job: Job) -> Delivery:
-        item = InboxItem(id=message.message_id, title=content.get("title"), body=content.get("body"),
-                         url=content.get("url"), data=content.get("data") or {},
-                         created_at=self.clock.now_ms(), read_at=None, archived_at=None)
-        return Delivery(status="delivered", inbox=item)
+        return Delivery(status="delivered", inbox=self.inbox_item(message.message_id, content, self.clock.now_ms()))
 
     def committed(self, message: Message, delivery: Delivery, unread: int | None) -> None:
         if delivery.inbox is None:

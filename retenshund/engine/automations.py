@@ -72,6 +72,7 @@ class AutomationEngine:
         self.webhook_secret = webhook_secret
         self.allow_private_webhooks = allow_private_webhooks
         self._current: dict[str, Automation] = {}
+        self._version_of: dict[str, int] = {}
         self._versions: dict[tuple[str, int], Automation] = {}
         self._by_event: dict[str, list[Automation]] = defaultdict(list)
         self._by_segment: dict[tuple[str, str], list[Automation]] = defaultdict(list)
@@ -128,6 +129,7 @@ class AutomationEngine:
     def _install(self, a: Automation, version: int) -> None:
         self._uninstall(a.automation_id)
         self._current[a.automation_id] = a
+        self._version_of[a.automation_id] = version
         self._versions[(a.automation_id, version)] = a
         if a.enabled:
             t = a.trigger
@@ -172,6 +174,9 @@ class AutomationEngine:
     # -- events --------------------------------------------------------------
 
     async def on_events(self, events: list[StoredEvent]) -> None:
+        """Each user's events in order; different users at the same time (their
+        steps then share group commits instead of queueing one by one)."""
+        by_user: dict[str, list[StoredEvent]] = {}
         for e in events:
             if e.profile_user_id is None or e.type != "track" or not e.event:
                 continue
@@ -179,7 +184,14 @@ class AutomationEngine:
             if not (name in self._exits or name in self._goals or name in self._waited or name in self._by_event
                     or name in ("segment_entered", "segment_exited")):
                 continue
-            await self._on_event(e, name)
+            by_user.setdefault(e.profile_user_id, []).append(e)
+
+        async def user_events(evs: list[StoredEvent]) -> None:
+            for e in evs:
+                assert e.event is not None
+                await self._on_event(e, e.event)
+
+        await self._each(list(by_user.values()), user_events)
 
     async def _on_event(self, e: StoredEvent, name: str) -> None:
         user_id = e.profile_user_id
@@ -251,8 +263,11 @@ class AutomationEngine:
             await self._advance(started, a)
 
     async def _current_version(self, automation_id: str) -> int:
-        found = await self.store.get_automation(automation_id)
-        return int(found[1]) if found else 1
+        version = self._version_of.get(automation_id)
+        if version is None:
+            found = await self.store.get_automation(automation_id)
+            version = int(found[1]) if found else 1
+        return version
 
     # -- running steps ---------------------------------------------------------
 
@@ -308,6 +323,8 @@ class AutomationEngine:
         elif step.kind == "send":
             messages, notes = await self._messages(run, a, step, now)
             journal += notes
+            if any(n.channel == "in_app" and n.status == "queued" and n.due_at <= now for n in messages):
+                await self.dispatcher.inline(messages, await self.store.get_profile(run.user_id))
         elif step.kind == "webhook":
             journal.append(await self._webhook(run, step, key))
         if status == "active" and position == END:
@@ -320,9 +337,10 @@ class AutomationEngine:
         if made is None:
             return None
         if made:
+            self.dispatcher.delivered_inline(made)
             # Only what is due now is handed over; deferred ones (quiet hours,
             # fallbacks) wait in the outbox for the dispatcher to claim them.
-            self.dispatcher.submit([m for m, n in zip(made, messages) if n.due_at <= now])
+            self.dispatcher.submit([m for m, n in zip(made, messages) if n.due_at <= now and m.inbox is None])
             if any(n.due_at > now for n in messages):
                 self.dispatcher.poke()
         if waiting_for:
@@ -343,10 +361,11 @@ class AutomationEngine:
 
     async def _messages(self, run: Run, a: Automation, step: Step, now: int) -> tuple[list[NewMessage], list[JournalEntry]]:
         notes: list[JournalEntry] = []
-        profile = await self.store.get_profile(run.user_id)
-        traits = profile.traits if profile else {}
         due = now
         if a.quiet_start is not None and a.quiet_end is not None:
+            # The user's own time zone: only read when quiet hours apply.
+            profile = await self.store.get_profile(run.user_id)
+            traits = profile.traits if profile else {}
             tz = zone(traits.get("timezone"), a.quiet_timezone)
             release = release_time(now, a.quiet_start, a.quiet_end, tz)
             if release is not None:

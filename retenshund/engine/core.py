@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from ..bus import EventBus
@@ -15,6 +16,7 @@ from ..store.base import StoredEvent
 
 log = logging.getLogger("retenshund.engine")
 CURSOR_KEY = "engine.cursor"
+SAVE_EVERY_S = 0.5
 
 
 class Engine:
@@ -28,6 +30,7 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._saved_at = 0.0
 
     async def start(self) -> None:
         saved = await self.store.get_state(CURSOR_KEY)
@@ -44,6 +47,7 @@ class Engine:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self.store.set_state(CURSOR_KEY, str(self.cursor))
 
     async def _loop(self) -> None:
         while True:
@@ -60,11 +64,20 @@ class Engine:
                     self._idle.set()
 
     async def process(self, batch: list[StoredEvent]) -> None:
+        # Side by side: what segments write (memberships, their entered/exited
+        # events) comes back through the bus as events of its own, so automations
+        # never need to wait for it, and time-to-trigger does not include it.
         if self.segments is not None:
-            await self.segments.on_events(batch)
-        await self.automations.on_events(batch)
+            await asyncio.gather(self.segments.on_events(batch), self.automations.on_events(batch))
+        else:
+            await self.automations.on_events(batch)
         self.cursor = batch[-1].id
-        await self.store.set_state(CURSOR_KEY, str(self.cursor))
+        # The cursor is saved at most every SAVE_EVERY_S: after a crash the engine
+        # goes over at most that much again, which its step keys make harmless.
+        now = time.monotonic()
+        if now - self._saved_at >= SAVE_EVERY_S:
+            self._saved_at = now
+            await self.store.set_state(CURSOR_KEY, str(self.cursor))
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Until every event committed so far has been processed (tests, benchmarks)."""

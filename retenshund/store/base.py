@@ -98,6 +98,17 @@ class Store(Protocol):
 # -- messaging -----------------------------------------------------------------
 
 
+class InboxItem(msgspec.Struct, kw_only=True):
+    id: str
+    title: str | None
+    body: str | None
+    url: str | None
+    data: dict[str, Any]
+    created_at: int
+    read_at: int | None
+    archived_at: int | None
+
+
 class NewMessage(msgspec.Struct, kw_only=True):
     message_id: str
     user_id: str
@@ -116,6 +127,10 @@ class NewMessage(msgspec.Struct, kw_only=True):
     reason: str | None = None
     # Sent only if this (in-app) message is still unread when it is due.
     fallback_of: str | None = None
+    # In-app, delivered inline: the inbox row (and rendered content) are written
+    # in the transaction that creates the message; no outbox job.
+    inbox: InboxItem | None = None
+    rendered: dict[str, Any] | None = None
 
 
 class HistoryEntry(msgspec.Struct):
@@ -143,6 +158,10 @@ class Message(msgspec.Struct, kw_only=True):
     updated_at: int
     delivered_at: int | None
     history: list[HistoryEntry] = []
+    # Set on messages delivered inline at creation: the row shown to the user
+    # and their unread count after it (for the WebSocket frames after commit).
+    inbox: InboxItem | None = None
+    unread_after: int | None = None
 
 
 class Job(msgspec.Struct, kw_only=True):
@@ -158,17 +177,6 @@ class SendOutcome(msgspec.Struct, kw_only=True):
 
     messages: list[Message]
     replay: dict[str, Any] | None = None
-
-
-class InboxItem(msgspec.Struct, kw_only=True):
-    id: str
-    title: str | None
-    body: str | None
-    url: str | None
-    data: dict[str, Any]
-    created_at: int
-    read_at: int | None
-    archived_at: int | None
 
 
 class PushSubscription(msgspec.Struct, kw_only=True):

@@ -240,11 +240,26 @@ class MessagingSqlite:
                 _encode(n.variables).decode(), _encode(n.event).decode() if n.event is not None else None,
                 n.automation_id, n.run_id, None, n.trigger_at, now_ms, now_ms, None, n.fallback_of))
             conn.execute(ADD_HISTORY, (n.message_id, n.message_id, n.status, now_ms, n.reason))
-            if n.status == "queued":
+            history = [HistoryEntry(n.status, now_ms, n.reason)]
+            unread = None
+            if n.status == "queued" and n.inbox is not None:
+                # In-app, delivered now: the inbox row is ours, so writing it here
+                # is the delivery (exactly once, no job, no second transaction).
+                i = n.inbox
+                conn.execute(INSERT_INBOX, (i.id, pid, i.title, i.body, i.url, _encode(i.data).decode(), i.created_at))
+                conn.execute(SET_DELIVERED, ("delivered", now_ms, _encode(n.rendered).decode() if n.rendered else None,
+                                             now_ms, n.message_id))
+                conn.execute(ADD_HISTORY, (n.message_id, n.message_id, "delivered", now_ms, None))
+                history.append(HistoryEntry("delivered", now_ms, None))
+                unread = int(conn.execute(INBOX_UNREAD, (pid,)).fetchone()[0])
+            elif n.status == "queued":
                 lease = now_ms + lease_ms if n.due_at <= now_ms else None
                 conn.execute(INSERT_JOB, (n.message_id, n.due_at, 0, now_ms, lease))
             row = conn.execute(GET_MESSAGE, (n.message_id,)).fetchone()
-            m = _message(row, [HistoryEntry(n.status, now_ms, n.reason)])
+            m = _message(row, history)
+            if unread is not None:
+                m.inbox, m.unread_after = n.inbox, unread
+                ingested = _merge_results(ingested, self._status_events(conn, m, "delivered", now_ms, None))
             made.append(m)
             if n.status == "suppressed":
                 ingested = _merge_results(ingested, self._status_events(conn, m, "suppressed", now_ms, n.reason))
