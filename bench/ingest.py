@@ -54,6 +54,7 @@ DAEMON_CPU = "0"
 LOAD_CPU = "1"
 TRACK_CONNECTIONS = 64
 OTHER_OK = 0.25  # CPUs other processes may use during a measurement before it is repeated
+STORAGE_OTHER_OK = 0.5  # the storage ceiling's own disk writeback runs in kernel threads
 ROWS_PER_TXN = 500
 EVENT_NAME = "Report Generated"
 TIMESTAMP = "2026-01-15T10:00:00.000Z"
@@ -409,7 +410,7 @@ def quiet(args: argparse.Namespace) -> None:
             print(f"  (machine still {busy:.2f} CPUs busy with other work; measuring anyway)", flush=True)
 
 
-def measured(args: argparse.Namespace, what: str, measure: Any) -> dict[str, Any]:
+def measured(args: argparse.Namespace, what: str, measure: Any, ok: float = OTHER_OK) -> dict[str, Any]:
     """``measure(attempt)`` until a run had the machine (nearly) to itself, at most
     1 + --retries times; the run with the least other work wins."""
     best: dict[str, Any] | None = None
@@ -418,7 +419,7 @@ def measured(args: argparse.Namespace, what: str, measure: Any) -> dict[str, Any
         r = measure(attempt)
         if best is None or r["other_cpu"] < best["other_cpu"]:
             best = r
-        if r["other_cpu"] <= OTHER_OK:
+        if r["other_cpu"] <= ok:
             break
         if attempt < args.retries:
             print(f"  ({what}: other work used {r['other_cpu']:.2f} CPUs meanwhile; measuring again)", flush=True)
@@ -519,7 +520,8 @@ def run_storage_ceiling(workdir: Path, events: int, touch: bool, seed: int,
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
-    return measured(args, "storage ceiling", measure)
+    # The kernel's writeback of the ceiling's own writes shows up as "other" CPU.
+    return measured(args, "storage ceiling", measure, ok=STORAGE_OTHER_OK)
 
 
 def merge_ceilings(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

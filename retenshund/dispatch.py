@@ -148,7 +148,7 @@ class Dispatcher:
         content: dict[str, Any] | None = None
         async with self._slots:
             try:
-                profile = await self.store.get_profile(m.user_id)
+                profile = await self.store.profile_for_send(m.user_id)
                 delivery, content = await self._prepare(m, profile)
                 if delivery is None:
                     assert content is not None

@@ -38,7 +38,7 @@ async def send(request: Request) -> Response:
                       category=category, variables=req.variables, trigger_at=now, due_at=now) for c in channels]
     if "in_app" in channels:
         # Delivered in the same transaction that creates it (see Dispatcher.inline).
-        await svc.extra["dispatcher"].inline(new, await svc.store.get_profile(req.user_id))
+        await svc.extra["dispatcher"].inline(new, await svc.store.profile_for_send(req.user_id))
     was_list = isinstance(req.channel, list)
     idem = (req.idempotency_key, msgs.body_hash(req)) if req.idempotency_key else None
     try:

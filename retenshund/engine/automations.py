@@ -258,9 +258,23 @@ class AutomationEngine:
         skipped = JournalEntry(user_id=user_id, kind="skipped_frequency_cap", at=now, automation_id=a.automation_id,
                                detail=f"frequency cap: at most {a.cap_max} entries per {a.cap_per_ms // 1000}s")
         cap = (a.cap_max, a.cap_per_ms) if a.cap_max else None
-        started = await self.store.start_run(run, cap=cap, journal=[entry], skipped=[skipped])
-        if started is not None and not held:
-            await self._advance(started, a)
+        # The first step is planned now and applied in the transaction that
+        # creates the run: one commit less between the event and the message.
+        first = a.step_at(tuple(run.position)) if run.position and not held else None
+        if first is not None and first.kind == "webhook":
+            first = None  # a call goes out when planned: only once the run surely exists
+        plan = None
+        if first is not None:
+            # Planning may read the user's own data (caps, computed variables).
+            run = msgspec.structs.replace(run, pid=await self.store.user_pid(user_id) or 0)
+            plan = await self._plan(run, a, first)
+        started = await self.store.start_run(run, cap=cap, journal=[entry], skipped=[skipped], first=plan)
+        if started is None or held:
+            return
+        run_now, made = started
+        if plan is not None and made is not None:
+            run_now = self._after(run_now, plan, made)
+        await self._advance(run_now, a)
 
     async def _current_version(self, automation_id: str) -> int:
         version = self._version_of.get(automation_id)
@@ -301,6 +315,14 @@ class AutomationEngine:
                                   run_id=run.run_id)]), now, self.dispatcher.lease_ms)
 
     async def _execute(self, run: Run, a: Automation, step: Step) -> Run | None:
+        t = await self._plan(run, a, step)
+        made = await self.store.apply_transition(t, self.clock.now_ms(), self.dispatcher.lease_ms)
+        if made is None:
+            return None
+        return self._after(run, t, made)
+
+    async def _plan(self, run: Run, a: Automation, step: Step) -> Transition:
+        """What executing ``step`` does, as one transition (not yet applied)."""
         now = self.clock.now_ms()
         key = _key(run.position)
         nxt = _next_position(a, run.position) or END
@@ -324,31 +346,32 @@ class AutomationEngine:
             messages, notes = await self._messages(run, a, step, now)
             journal += notes
             if any(n.channel == "in_app" and n.status == "queued" and n.due_at <= now for n in messages):
-                await self.dispatcher.inline(messages, await self.store.get_profile(run.user_id))
+                await self.dispatcher.inline(messages, await self.store.profile_for_send(run.user_id))
         elif step.kind == "webhook":
             journal.append(await self._webhook(run, step, key))
         if status == "active" and position == END:
             status = "completed"
             journal.append(self._note(run, "completed", now, None))
-        made = await self.store.apply_transition(Transition(
-            run_id=run.run_id, step_key=key, expect_position=run.position, expect_status=run.status,
-            position=position, status=status, wait_until=wait_until, waiting_for=waiting_for, messages=messages,
-            journal=journal, outcome=step.kind), now, self.dispatcher.lease_ms)
-        if made is None:
-            return None
+        return Transition(run_id=run.run_id, step_key=key, expect_position=run.position, expect_status=run.status,
+                          position=position, status=status, wait_until=wait_until, waiting_for=waiting_for,
+                          messages=messages, journal=journal, outcome=step.kind)
+
+    def _after(self, run: Run, t: Transition, made: list[Any]) -> Run:
+        """Effects of a committed step: frames, hand-over to the dispatcher, timers."""
+        now = self.clock.now_ms()
         if made:
             self.dispatcher.delivered_inline(made)
             # Only what is due now is handed over; deferred ones (quiet hours,
             # fallbacks) wait in the outbox for the dispatcher to claim them.
-            self.dispatcher.submit([m for m, n in zip(made, messages) if n.due_at <= now and m.inbox is None])
-            if any(n.due_at > now for n in messages):
+            self.dispatcher.submit([m for m, n in zip(made, t.messages) if n.due_at <= now and m.inbox is None])
+            if any(n.due_at > now for n in t.messages):
                 self.dispatcher.poke()
-        if waiting_for:
-            self._waited.add(waiting_for)
-        if wait_until is not None:
-            self.timers.wake_at("runs", wait_until)
-        return msgspec.structs.replace(run, position=position, status=status, wait_until=wait_until,
-                                       waiting_for=waiting_for)
+        if t.waiting_for:
+            self._waited.add(t.waiting_for)
+        if t.wait_until is not None:
+            self.timers.wake_at("runs", t.wait_until)
+        return msgspec.structs.replace(run, position=t.position, status=t.status, wait_until=t.wait_until,
+                                       waiting_for=t.waiting_for)
 
     def _note(self, run: Run, kind: str, at: int, detail: str | None) -> JournalEntry:
         return JournalEntry(user_id=run.user_id, kind=kind, at=at, automation_id=run.automation_id,
@@ -364,7 +387,7 @@ class AutomationEngine:
         due = now
         if a.quiet_start is not None and a.quiet_end is not None:
             # The user's own time zone: only read when quiet hours apply.
-            profile = await self.store.get_profile(run.user_id)
+            profile = await self.store.profile_for_send(run.user_id)
             traits = profile.traits if profile else {}
             tz = zone(traits.get("timezone"), a.quiet_timezone)
             release = release_time(now, a.quiet_start, a.quiet_end, tz)

@@ -64,6 +64,10 @@ DAY_MS = 86_400_000
 PROFILE_ROW = (
     "SELECT pid, user_id, traits, preferences, created_at, last_seen_at FROM profiles WHERE pid = ?"
 )
+PROFILE_OF_USER = (
+    "SELECT p.pid, p.user_id, p.traits, p.preferences, p.created_at, p.last_seen_at"
+    " FROM identities i JOIN profiles p ON p.pid = i.pid WHERE i.id = ?"
+)
 MERGE_PROFILE_INTO = """
 UPDATE profiles SET
   traits = ?,
@@ -390,6 +394,15 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         assert self._read is not None
         row = await self._one(LOOKUP_IDENTITY, ("u:" + user_id,))
         return row[0] if row else None
+
+    async def profile_for_send(self, user_id: str) -> Profile | None:
+        """Traits and preferences in one read (no groups): what rendering and
+        preference checks need, on the hot path of every delivery."""
+        row = await self._one(PROFILE_OF_USER, ("u:" + user_id,))
+        if row is None:
+            return None
+        return Profile(pid=row[0], user_id=row[1], traits=_decode_obj(row[2]), preferences=_decode_obj(row[3]),
+                       groups=[], created_at=row[4], last_seen_at=row[5])
 
     async def get_profile(self, user_id: str) -> Profile | None:
         assert self._read is not None

@@ -140,21 +140,26 @@ class AutomationsSqlite:
                                        for j in entries])
 
     async def start_run(self, run: Run, *, cap: tuple[int, int] | None, journal: list[JournalEntry],
-                        skipped: list[JournalEntry]) -> Run | None:
+                        skipped: list[JournalEntry],
+                        first: Transition | None = None) -> tuple[Run, list[Message] | None] | None:
         """Create a run unless it exists (a re-processed trigger) or the frequency
-        cap ``(max, per_ms)`` is reached (then ``skipped`` is journaled)."""
+        cap ``(max, per_ms)`` is reached (then ``skipped`` is journaled). ``first``,
+        the run's first step, is applied in the same transaction; returns the run
+        as created and the messages that step made (None if it did not apply)."""
 
-        def go(conn: sqlite3.Connection) -> Run | None:
+        def go(conn: sqlite3.Connection) -> Any:
+            from .sqlite_messaging import WithEvents
+
             pid = self._lookup(conn, "u:" + run.user_id)
             if pid is None:
                 pid = self._new_profile(conn, run.user_id, "u:" + run.user_id, run.started_at)
             if conn.execute(GET_RUN, (run.run_id,)).fetchone() is not None:
-                return None
+                return WithEvents(None, None)
             if cap is not None:
                 count = conn.execute(RECENT_RUNS, (pid, run.automation_id, run.started_at - cap[1])).fetchone()[0]
                 if count >= cap[0]:
                     self._journal(conn, pid, skipped)
-                    return None
+                    return WithEvents(None, None)
             r = msgspec.structs.replace(run, pid=pid)
             conn.execute(INSERT_RUN, (
                 r.run_id, r.automation_id, r.version, pid, r.user_id, r.status, int(r.holdout),
@@ -162,9 +167,27 @@ class AutomationsSqlite:
                 _encode(r.position).decode(), r.wait_until, r.waiting_for, r.goal_at, r.started_at, r.updated_at,
                 r.ended_at))
             self._journal(conn, pid, journal)
-            return r
+            if first is None:
+                return WithEvents((r, None), None)
+            made, ingested = self._transition(conn, first, r.started_at, self._lease_ms)
+            return WithEvents((r, made), ingested)
 
-        return await self.writer.run(go)  # type: ignore[no-any-return]
+        return await self._run_with_events(go)  # type: ignore[no-any-return]
+
+    _lease_ms = 60_000
+
+    def _transition(self, conn: sqlite3.Connection, t: Transition, now_ms: int,
+                    lease_ms: int) -> tuple[list[Message], IngestResult | None]:
+        conn.execute(CLAIM_STEP, (t.run_id, t.step_key, now_ms, t.outcome))
+        moved = conn.execute(MOVE_RUN, (
+            _encode(t.position).decode(), t.status, t.wait_until, t.waiting_for, now_ms, t.status, now_ms,
+            t.run_id, _encode(t.expect_position).decode(), t.expect_status)).rowcount
+        if not moved:
+            raise _Stale()
+        made, ingested = self._insert_messages(conn, t.messages, now_ms, lease_ms)
+        row = conn.execute(GET_RUN, (t.run_id,)).fetchone()
+        self._journal(conn, row[3], t.journal)
+        return made, ingested
 
     async def apply_transition(self, t: Transition, now_ms: int, lease_ms: int) -> list[Message] | None:
         """Apply one step atomically; None if the step already ran or the run moved on."""
@@ -173,17 +196,9 @@ class AutomationsSqlite:
             from .sqlite_messaging import WithEvents
 
             try:
-                conn.execute(CLAIM_STEP, (t.run_id, t.step_key, now_ms, t.outcome))
-            except sqlite3.IntegrityError:
+                made, ingested = self._transition(conn, t, now_ms, lease_ms)
+            except sqlite3.IntegrityError:  # the step key was claimed before: it ran
                 return WithEvents(None, None)
-            moved = conn.execute(MOVE_RUN, (
-                _encode(t.position).decode(), t.status, t.wait_until, t.waiting_for, now_ms, t.status, now_ms,
-                t.run_id, _encode(t.expect_position).decode(), t.expect_status)).rowcount
-            if not moved:
-                raise _Stale()
-            made, ingested = self._insert_messages(conn, t.messages, now_ms, lease_ms)
-            row = conn.execute(GET_RUN, (t.run_id,)).fetchone()
-            self._journal(conn, row[3], t.journal)
             return WithEvents(made, ingested)
 
         try:
