@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder is sys.path[0], and bench/email.py would shadow
+# Run as a script, this folder is sys.path[0], and a module named like a standard one could shadow
 # the standard library's email (websockets needs it). Import from the root instead.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 # Run as a script, this folder is sys.path[0]; a module here named like a
-# standard one (bench/email.py) would shadow it. Import from the repo root instead.
+# standard one (there used to be a bench/email.py) could shadow it. Import from the repo root instead.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 

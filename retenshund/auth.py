@@ -36,8 +36,22 @@ class Keyring:
         for key in publishable_keys:
             self._static[key_hash(key)] = "publishable"
         self._cache: dict[str, tuple[str | None, float]] = {}
+        self._recent: dict[str, tuple[Caller | None, float]] = {}
 
     async def identify(self, key: str) -> Caller | None:
+        # Every ingestion request carries a key: remember recent answers by the
+        # key itself for a few seconds instead of hashing and looking it up again.
+        now = time.monotonic()
+        hit = self._recent.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        caller = await self._identify(key)
+        if len(self._recent) >= _CACHE_MAX:
+            self._recent.clear()
+        self._recent[key] = (caller, now + _CACHE_S)
+        return caller
+
+    async def _identify(self, key: str) -> Caller | None:
         digest = key_hash(key)
         kind = self._static.get(digest)
         if kind is None:

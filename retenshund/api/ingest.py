@@ -22,8 +22,11 @@ async def _store(request: Request, events: list[EventIn]) -> int:
     result = await svc.store.ingest(events)
     m = svc.metrics
     m.batch_size.observe(len(events))
+    by_type: dict[str, int] = {}
     for e in result.stored:
-        m.events.labels(e.type).inc()
+        by_type[e.type] = by_type.get(e.type, 0) + 1
+    for type_, n in by_type.items():
+        m.events.labels(type_).inc(n)
     if result.duplicates:
         m.duplicates.inc(result.duplicates)
     return result.duplicates

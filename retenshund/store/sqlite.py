@@ -3,7 +3,9 @@ writer thread, reads on their own aiosqlite connection. All of its SQL is here."
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
@@ -137,6 +139,43 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+class Checkpointer:
+    """Copies the WAL back into the database from its own thread and connection.
+
+    SQLite's automatic checkpoint runs inside the COMMIT that crosses the WAL
+    size threshold, so one unlucky group commit pays for writing back everything
+    before it. Here the writer never checkpoints; this thread does it (PASSIVE:
+    it never blocks the writer or readers) every ``interval_s``."""
+
+    def __init__(self, path: Path, interval_s: float = 1.0) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="retenshund-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        try:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    pass  # busy or locked: the next round catches up
+        finally:
+            conn.close()
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+
 class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSqlite, AnalyticsSqlite):
     def __init__(
         self,
@@ -166,16 +205,22 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.executescript(PRAGMAS)
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        # The checkpointer thread writes the WAL back; commits never do.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         apply_sqlite(conn)
         return conn
 
     async def open(self) -> None:
         self.writer.start()  # creates the file and applies migrations first
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.start()
         self._read = await aiosqlite.connect(self.path)
         await self._read.executescript(PRAGMAS)
         await self._read.execute("PRAGMA query_only = ON")
 
     async def close(self) -> None:
+        if getattr(self, "_checkpointer", None) is not None:
+            await self._checkpointer.close()
         await self.writer.close()
         if self._read is not None:
             await self._read.close()
@@ -212,20 +257,43 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
     # -- ingestion (writer thread) -----------------------------------------
 
     async def ingest(self, events: list[EventIn]) -> IngestResult:
-        return await self.writer.run(lambda conn: self._ingest(conn, events))
+        # Requests that meet in one group commit are stored by one _ingest call.
+        return await self.writer.run_merged("ingest", self._ingest_many, events)
 
-    def _ingest(self, conn: sqlite3.Connection, events: list[EventIn]) -> IngestResult:
+    def _ingest_many(self, conn: sqlite3.Connection, batches: list[list[EventIn]]) -> list[IngestResult]:
+        if len(batches) == 1:
+            return [self._ingest(conn, batches[0])]
+        flat = [e for batch in batches for e in batch]
+        fresh_index: list[int] = []
+        result = self._ingest(conn, flat, fresh_index)
+        out: list[IngestResult] = []
+        k = 0
+        start = 0
+        for batch in batches:
+            end = start + len(batch)
+            stored = []
+            while k < len(fresh_index) and fresh_index[k] < end:
+                stored.append(result.stored[k])
+                k += 1
+            out.append(IngestResult(stored, len(batch) - len(stored)))
+            start = end
+        return out
+
+    def _ingest(self, conn: sqlite3.Connection, events: list[EventIn],
+                fresh_index: list[int] | None = None) -> IngestResult:
         seen: set[str] = set()
         ids = [e.message_id for e in events]
         for chunk in _chunks(ids, _CHUNK):
             sql = SEEN_IDS.format(marks=",".join("?" * len(chunk)))
             seen.update(row[0] for row in conn.execute(sql, chunk))
         fresh: list[EventIn] = []
-        for e in events:
+        for index, e in enumerate(events):
             if e.message_id in seen:
                 continue
             seen.add(e.message_id)
             fresh.append(e)
+            if fresh_index is not None:
+                fresh_index.append(index)
         duplicates = len(events) - len(fresh)
         if not fresh:
             return IngestResult([], duplicates)

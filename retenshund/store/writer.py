@@ -30,12 +30,18 @@ CommitHook = Callable[[list[Any]], None]
 
 
 class _Job:
-    __slots__ = ("fn", "future", "loop")
+    __slots__ = ("fn", "future", "loop", "merge_key", "payload")
 
-    def __init__(self, fn: WriteFn, future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, fn: Any, future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop,
+                 merge_key: str | None = None, payload: Any = None) -> None:
         self.fn = fn
         self.future = future
         self.loop = loop
+        # Jobs with the same merge_key next to each other in a group commit run as
+        # one call fn(conn, [payload, ...]) -> [result, ...] (e.g. many small
+        # ingest requests become one set of executemany statements).
+        self.merge_key = merge_key
+        self.payload = payload
 
 
 _STOP = object()
@@ -82,6 +88,19 @@ class Writer:
         self._queue.put(_Job(fn, future, loop))
         return await future
 
+    async def run_merged(self, key: str, fn: Callable[[sqlite3.Connection, list[Any]], list[T]], payload: Any) -> T:
+        """Like ``run``, but consecutive jobs of the same ``key`` in a group commit
+        are handed to one ``fn(conn, payloads)`` call, which returns one result
+        per payload. If that call fails, the jobs are retried one by one, so one
+        bad payload fails alone."""
+        if self._thread is None:
+            raise RuntimeError("writer is not running")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self.pending += 1
+        self._queue.put(_Job(fn, future, loop, key, payload))
+        return await future
+
     async def close(self) -> None:
         """Finish everything queued, then close the connection."""
         if self._thread is None:
@@ -125,38 +144,59 @@ class Writer:
         started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            single = len(jobs) == 1
-            for job in jobs:
-                if single:
-                    # No savepoint needed: a failure rolls back the only job.
-                    results.append((True, job.fn(conn)))
+            i = 0
+            while i < len(jobs):
+                job = jobs[i]
+                if job.merge_key is None:
+                    results.append(self._one(conn, job))
+                    i += 1
                     continue
-                conn.execute("SAVEPOINT job")
-                try:
-                    value = job.fn(conn)
-                except Exception as exc:  # the caller gets it; the others go on
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    self._rolled_back()
-                    results.append((False, exc))
-                else:
-                    conn.execute("RELEASE job")
-                    results.append((True, value))
+                j = i
+                while j < len(jobs) and jobs[j].merge_key == job.merge_key and jobs[j].fn is job.fn:
+                    j += 1
+                results.extend(self._merged(conn, jobs[i:j]))
+                i = j
             conn.execute("COMMIT")
         except Exception as exc:
-            # The transaction as a whole failed (disk full, I/O error, or the
-            # only job raised): nobody's write is durable, everybody hears it.
+            # The transaction as a whole failed (disk full, I/O error): nobody's
+            # write is durable, everybody hears it.
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
             self._rolled_back()
-            if not (len(jobs) == 1 and results == []):
-                log.error("group commit failed", extra={"ops": len(jobs), "error": repr(exc)})
+            log.error("group commit failed", extra={"ops": len(jobs), "error": repr(exc)})
             results = [(False, exc)] * len(jobs)
         elapsed = time.perf_counter() - started
         committed = [value for ok, value in results if ok]
         self._deliver(jobs, results, committed, elapsed)
+
+    def _one(self, conn: sqlite3.Connection, job: _Job) -> tuple[bool, Any]:
+        """One job in its own savepoint: its failure undoes only its own work."""
+        conn.execute("SAVEPOINT job")
+        try:
+            value = job.fn(conn, [job.payload])[0] if job.merge_key is not None else job.fn(conn)
+        except Exception as exc:  # the caller gets it; the others go on
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            self._rolled_back()
+            return (False, exc)
+        conn.execute("RELEASE job")
+        return (True, value)
+
+    def _merged(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, Any]]:
+        if len(jobs) == 1:
+            return [self._one(conn, jobs[0])]
+        conn.execute("SAVEPOINT merged")
+        try:
+            values = jobs[0].fn(conn, [job.payload for job in jobs])
+        except Exception:
+            conn.execute("ROLLBACK TO merged")
+            conn.execute("RELEASE merged")
+            self._rolled_back()
+            return [self._one(conn, job) for job in jobs]
+        conn.execute("RELEASE merged")
+        return [(True, value) for value in values]
 
     def _rolled_back(self) -> None:
         if self.on_rollback is not None:

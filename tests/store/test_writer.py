@@ -75,3 +75,43 @@ async def test_rollback_hook_runs_when_a_write_fails(tmp_path: Path) -> None:
         assert rolled == [True]
     finally:
         await w.close()
+
+
+async def test_merged_jobs_run_as_one_call_and_a_bad_payload_fails_alone(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+
+    def insert_many(conn: sqlite3.Connection, payloads: list[str]) -> list[int]:
+        calls.append(list(payloads))
+        for k in payloads:
+            if k == "bad":
+                raise ValueError("bad payload")
+            conn.execute("INSERT INTO t VALUES (?)", (k,))
+        return [len(k) for k in payloads]
+
+    w = Writer(_connect(tmp_path / "w.db"))
+    w.start()
+    try:
+        # The writer is kept busy until all four are queued, so they meet in the next group commit.
+        import threading
+
+        busy, release = threading.Event(), threading.Event()
+
+        def hold(conn: sqlite3.Connection) -> None:
+            busy.set()
+            release.wait(5)
+
+        blocker = asyncio.ensure_future(w.run(hold))
+        await asyncio.to_thread(busy.wait, 5)
+        tasks = [asyncio.ensure_future(w.run_merged("ins", insert_many, k)) for k in ("a", "bb", "bad", "ccc")]
+        await asyncio.sleep(0)  # let the four tasks put their jobs in the queue
+        assert w.pending == 5
+        release.set()
+        await blocker
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await w.close()
+    assert results[0] == 1 and results[1] == 2 and results[3] == 3
+    assert isinstance(results[2], ValueError)
+    assert calls[0] == ["a", "bb", "bad", "ccc"]  # one call for all four first
+    rows = sqlite3.connect(tmp_path / "w.db").execute("SELECT k FROM t ORDER BY k").fetchall()
+    assert rows == [("a",), ("bb",), ("ccc",)]

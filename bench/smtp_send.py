@@ -1,7 +1,7 @@
 """Email throughput: N messages through SmtpPool to a local aiosmtpd sink.
 
-    python bench/email.py [-n 2000] [--pools 1,4] [--dkim-sample 100]
-    python -m bench.email ...
+    python bench/smtp_send.py [-n 2000] [--pools 1,4] [--dkim-sample 100]
+    python -m bench.smtp_send ...
 
 The sink runs in a child process (so it does not share the GIL with the
 client) and reports how many messages it accepted when it exits. Messages are
