@@ -257,7 +257,8 @@ def storage_ceiling(db: Path, events: int, touch: bool, seed: int) -> dict[str, 
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA cache_size = -65536")  # the daemon's setting
+    conn.execute("PRAGMA cache_size = -262144")  # the daemon's setting
+    conn.execute("PRAGMA mmap_size = 1073741824")
     apply_sqlite(conn)
     activity = touch and has_table(conn, "activity_days")
     pids: dict[int, int] = {}

@@ -32,7 +32,8 @@ PRAGMAS = """
 PRAGMA journal_mode = WAL;
 PRAGMA foreign_keys = OFF;
 PRAGMA temp_store = MEMORY;
-PRAGMA cache_size = -65536;
+PRAGMA cache_size = -262144;
+PRAGMA mmap_size = 1073741824;
 PRAGMA busy_timeout = 5000;
 """
 SEEN_IDS = "SELECT message_id FROM message_ids WHERE message_id IN ({marks})"
