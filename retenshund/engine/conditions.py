@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from bisect import bisect_right
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
@@ -501,12 +502,15 @@ def _count(times: Sequence[int], within_ms: int | None, now_ms: int) -> int:
     return len(times) - bisect_right(times, now_ms - within_ms)
 
 
+_COUNT_OPS: dict[str, Callable[[int, int], bool]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge, "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
 def _bounds_hold(bounds: tuple[tuple[str, int], ...], n: int) -> bool:
-    for op, k in bounds:
-        ok = {"eq": n == k, "ne": n != k, "gt": n > k, "gte": n >= k, "lt": n < k, "lte": n <= k}[op]
-        if not ok:
-            return False
-    return True
+    # On the hot path of every counted event: a table of operators, no dict per call.
+    return all(_COUNT_OPS[op](n, k) for op, k in bounds)
 
 
 def _engagement_matches(state: str, ratio: float | None, engagement: Engagement | None) -> bool:
