@@ -268,12 +268,8 @@ class SegmentsSqlite:
         return result.value  # type: ignore[no-any-return]
 
     async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        async with self._read.execute(sql, params) as cur:
-            return list(await cur.fetchall())
-
-    async def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
-        async with self._read.execute(sql, params) as cur:
-            return await cur.fetchone()
+        # SqliteStore._all: the whole read in one call, no snapshot left open.
+        return await self._all(sql, params)  # type: ignore[attr-defined,no-any-return]
 
     async def segment_rows(self) -> list[SegmentRow]:
         return [_segment(row) for row in await self._rows(LIST_SEGMENTS, ())]

@@ -207,3 +207,16 @@ def test_every_message_id_is_stored_exactly_once(tmp_path_factory: Any, batches:
             await s.close()
 
     asyncio.run(run())
+
+
+def test_reads_never_leave_a_statement_open_across_an_await() -> None:
+    """A cursor kept open over an await pins the read connection's snapshot, and
+    another task's read then misses a write committed meanwhile (read-your-writes
+    breaks). Every read goes through SqliteStore._all / _one, which run whole."""
+    from pathlib import Path
+
+    import retenshund.store as pkg
+
+    offenders = [p.name for p in Path(pkg.__file__).parent.glob("*.py")
+                 if "async with self._read.execute(" in p.read_text() or "cur.fetch" in p.read_text()]
+    assert offenders == []
