@@ -326,8 +326,7 @@ def test_automations_list_toggles_on_and_off(page: Any, daemon: Daemon, seeded: 
 
 def test_workflow_builder_edits_validates_saves_and_exports(page: Any, daemon: Daemon, seeded: Seed,
                                                            screenshots: Path) -> None:
-    if unavailable_or(seeded, "/v1/automations"):
-        pytest.skip("the automations API is not served by this daemon yet")
+    assert not unavailable_or(seeded, "/v1/automations"), "the automations API must be served"
     p, errors = page
     p.goto(daemon.url + "/#/automations/cart_recovery")
     nodes = p.locator("[data-builder] .node[data-path]")
@@ -374,8 +373,7 @@ def test_workflow_builder_edits_validates_saves_and_exports(page: Any, daemon: D
 
 
 def test_automation_runs_and_holdout_report(page: Any, daemon: Daemon, seeded: Seed, screenshots: Path) -> None:
-    if unavailable_or(seeded, "/v1/automations"):
-        pytest.skip("the automations API is not served by this daemon yet")
+    assert not unavailable_or(seeded, "/v1/automations"), "the automations API must be served"
     p, errors = page
     p.goto(daemon.url + "/#/automations/welcome_flow?tab=runs")
     expect(p.locator("table.data tbody tr").first).to_be_visible(timeout=5000)

@@ -93,8 +93,7 @@ def _inbox_ws_served(daemon: Daemon) -> bool:
 
 @pytest.fixture
 def inbox_user(daemon: Daemon) -> tuple[str, str]:
-    if not _inbox_ws_served(daemon):
-        pytest.skip("WS /v1/inbox/ws is not served by this daemon yet (retenshund/api/inbox_ws.py)")
+    assert _inbox_ws_served(daemon), "WS /v1/inbox/ws must be served"
     user_id = f"web_inbox_{time.monotonic_ns()}"
     ok(api(daemon, "POST", "/v1/identify", {"userId": user_id, "traits": {"name": "Ink"}}))
     ok(api(daemon, "PUT", "/v1/templates/card_notice", INBOX_TEMPLATE))
