@@ -38,22 +38,22 @@ async def list_inbox(request: Request) -> Response:
     return json({"messages": [inbox_json(i) for i in items], "unread_count": unread, "next_before": next_before})
 
 
-async def read_one(request: Request) -> Response:
+async def _one(request: Request, action: str) -> Response:
     caller = user(request)
     svc = services(request)
     assert caller.user_id is not None
-    if not await svc.extra["inbox"].read(caller.user_id, request.path_params["item_id"]):
+    change = getattr(svc.extra["inbox"], action)  # Inbox.read / Inbox.archive
+    if not await change(caller.user_id, request.path_params["item_id"]):
         raise not_found("inbox message")
     return json({"unread_count": await svc.store.inbox_unread(caller.user_id)})
+
+
+async def read_one(request: Request) -> Response:
+    return await _one(request, "read")
 
 
 async def archive_one(request: Request) -> Response:
-    caller = user(request)
-    svc = services(request)
-    assert caller.user_id is not None
-    if not await svc.extra["inbox"].archive(caller.user_id, request.path_params["item_id"]):
-        raise not_found("inbox message")
-    return json({"unread_count": await svc.store.inbox_unread(caller.user_id)})
+    return await _one(request, "archive")
 
 
 async def read_all(request: Request) -> Response:

@@ -8,7 +8,6 @@ import functools
 import http.server
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.support.daemon import PUBLISHABLE, SECRET, Daemon, free_port
+from tests.support.daemon import PUBLISHABLE, SECRET, Daemon, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -132,14 +131,7 @@ def screenshots() -> Path:
 
 def poll(fn: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
     """Call ``fn`` until it returns something truthy (a wait with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    return wait_until(fn, timeout, what, interval)
 
 
 @contextlib.contextmanager
