@@ -19,6 +19,7 @@ from .conditions import (
     EventCount,
     Not,
     compile_condition,
+    evaluate,
     uses_engagement,
     uses_traits,
 )
@@ -103,6 +104,19 @@ class Segment:
                    any(w is not None for w in windows.values()))
 
 
+class _Blank:
+    """Facts of someone we know nothing about."""
+
+    traits: Mapping[str, Any] = {}
+    engagement = None
+
+    def event_times(self, name: str) -> list[int]:
+        return []
+
+
+_BLANK = _Blank()
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentIndex:
     """An immutable snapshot of the definitions, swapped whole on every change, so
@@ -114,6 +128,10 @@ class SegmentIndex:
     engagement_ids: frozenset[str] = frozenset()
     # Event name -> the longest lookback any segment needs (None: all time).
     tracked: Mapping[str, int | None] = field(default_factory=dict)
+    # Segments a person with no traits, no events and no engagement history
+    # already matches (a not_within, a "ne" test...): the only ones a first-seen
+    # user must be checked against beyond what their event itself affects.
+    blank_ids: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, segments: Iterable[Segment]) -> SegmentIndex:
@@ -126,7 +144,8 @@ class SegmentIndex:
                 tracked[name] = _longer(tracked[name], window) if name in tracked else window
         return cls(by_id, {k: frozenset(v) for k, v in by_event.items()},
                    frozenset(s.segment_id for s in by_id.values() if s.traits),
-                   frozenset(s.segment_id for s in by_id.values() if s.engagement), tracked)
+                   frozenset(s.segment_id for s in by_id.values() if s.engagement), tracked,
+                   frozenset(s.segment_id for s in by_id.values() if evaluate(s.cond, _BLANK, 0)))
 
     def with_segment(self, segment: Segment) -> SegmentIndex:
         return SegmentIndex.build([*(s for s in self.segments.values() if s.segment_id != segment.segment_id),

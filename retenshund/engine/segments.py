@@ -455,7 +455,9 @@ class SegmentEngine:
             if w.active and (self._active.get(pid) != today or index.engagement_ids):
                 prev = tx.engagement_row(pid)
                 if prev is None:
-                    w.ids.update(index.segments)  # first seen: every segment may match already
+                    # First seen: beyond what the event itself affects, only the
+                    # segments that match someone with no history can match already.
+                    w.ids.update(index.blank_ids)
                 _, changed = refresh(tx, pid, w.user_id, prev, today, now, self.settings, active=True)
                 if changed:
                     w.ids.update(index.engagement_ids)
