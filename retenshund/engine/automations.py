@@ -29,6 +29,9 @@ from .timers import Timers, parse_cron
 
 log = logging.getLogger("retenshund.automations")
 
+# "Not read yet" (a profile may legitimately be None: the user has none).
+_UNREAD: Any = object()
+
 # Past the last step: the run has nothing left to do but end (after a final wait).
 END: list[Any] = ["end"]
 
@@ -266,8 +269,9 @@ class AutomationEngine:
         plan = None
         if first is not None:
             # Planning may read the user's own data (caps, computed variables).
-            run = msgspec.structs.replace(run, pid=await self.store.user_pid(user_id) or 0)
-            plan = await self._plan(run, a, first)
+            profile = await self.store.profile_for_send(user_id)
+            run = msgspec.structs.replace(run, pid=profile.pid if profile else 0)
+            plan = await self._plan(run, a, first, profile)
         started = await self.store.start_run(run, cap=cap, journal=[entry], skipped=[skipped], first=plan)
         if started is None or held:
             return
@@ -321,7 +325,7 @@ class AutomationEngine:
             return None
         return self._after(run, t, made)
 
-    async def _plan(self, run: Run, a: Automation, step: Step) -> Transition:
+    async def _plan(self, run: Run, a: Automation, step: Step, profile: Any = _UNREAD) -> Transition:
         """What executing ``step`` does, as one transition (not yet applied)."""
         now = self.clock.now_ms()
         key = _key(run.position)
@@ -343,10 +347,12 @@ class AutomationEngine:
             if a.step_at((*run.position, branch, 0)) is not None:
                 position = [*run.position, branch, 0]
         elif step.kind == "send":
-            messages, notes = await self._messages(run, a, step, now)
+            if profile is _UNREAD and (a.quiet_start is not None or "in_app" in step.channel):
+                profile = await self.store.profile_for_send(run.user_id)
+            messages, notes = await self._messages(run, a, step, now, profile)
             journal += notes
             if any(n.channel == "in_app" and n.status == "queued" and n.due_at <= now for n in messages):
-                await self.dispatcher.inline(messages, await self.store.profile_for_send(run.user_id))
+                await self.dispatcher.inline(messages, profile)
         elif step.kind == "webhook":
             journal.append(await self._webhook(run, step, key))
         if status == "active" and position == END:
@@ -382,12 +388,12 @@ class AutomationEngine:
             return False
         return bool(await self.segments.evaluate(run.pid, run.user_id, condition))
 
-    async def _messages(self, run: Run, a: Automation, step: Step, now: int) -> tuple[list[NewMessage], list[JournalEntry]]:
+    async def _messages(self, run: Run, a: Automation, step: Step, now: int,
+                        profile: Any = None) -> tuple[list[NewMessage], list[JournalEntry]]:
         notes: list[JournalEntry] = []
         due = now
         if a.quiet_start is not None and a.quiet_end is not None:
             # The user's own time zone: only read when quiet hours apply.
-            profile = await self.store.profile_for_send(run.user_id)
             traits = profile.traits if profile else {}
             tz = zone(traits.get("timezone"), a.quiet_timezone)
             release = release_time(now, a.quiet_start, a.quiet_end, tz)
