@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from retenshund.bus import EventBus
 from retenshund.store.base import EventIn
@@ -26,50 +29,46 @@ async def collect(sub, n: int, timeout: float = 5.0) -> list[str]:  # type: igno
     return got
 
 
-async def test_subscriber_sees_every_committed_event_in_order(tmp_path: Path) -> None:
+Wired = tuple[SqliteStore, EventBus]
+
+
+@pytest.fixture
+async def wired(tmp_path: Path) -> AsyncIterator[Wired]:
+    """A real store whose commits are published on a bus."""
     store = SqliteStore(tmp_path)
     await store.open()
     bus = EventBus(store.events_after)
     store.on_events = bus.publish
     try:
-        sub = bus.subscribe("engine", cursor=0)
-        await asyncio.gather(*(store.ingest([ev(i)]) for i in range(100)))
-        got = await collect(sub, 100)
-        assert sorted(got, key=lambda m: int(m[1:])) == [f"m{i}" for i in range(100)]
-        assert len(set(got)) == 100
+        yield store, bus
     finally:
         bus.close()
         await store.close()
 
 
-async def test_a_slow_subscriber_never_blocks_publishing_and_catches_up_from_the_store(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path)
-    await store.open()
-    bus = EventBus(store.events_after)
-    store.on_events = bus.publish
-    try:
-        sub = bus.subscribe("slow", cursor=0, max_buffer=10)
-        # Nobody reads while 300 events are committed: the buffer overflows.
-        for start in range(0, 300, 30):
-            await store.ingest([ev(i) for i in range(start, start + 30)])
-        assert sub.lag <= 10
-        got = await collect(sub, 300)
-        assert got == [f"m{i}" for i in range(300)]
-    finally:
-        bus.close()
-        await store.close()
+async def test_subscriber_sees_every_committed_event_in_order(wired: Wired) -> None:
+    store, bus = wired
+    sub = bus.subscribe("engine", cursor=0)
+    await asyncio.gather(*(store.ingest([ev(i)]) for i in range(100)))
+    got = await collect(sub, 100)
+    assert sorted(got, key=lambda m: int(m[1:])) == [f"m{i}" for i in range(100)]
+    assert len(set(got)) == 100
 
 
-async def test_subscribing_late_replays_from_the_cursor(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path)
-    await store.open()
-    bus = EventBus(store.events_after)
-    store.on_events = bus.publish
-    try:
-        first = await store.ingest([ev(i) for i in range(5)])
-        sub = bus.subscribe("late", cursor=first.stored[1].id)
-        await store.ingest([ev(5)])
-        assert await collect(sub, 4) == ["m2", "m3", "m4", "m5"]
-    finally:
-        bus.close()
-        await store.close()
+async def test_a_slow_subscriber_never_blocks_publishing_and_catches_up_from_the_store(wired: Wired) -> None:
+    store, bus = wired
+    sub = bus.subscribe("slow", cursor=0, max_buffer=10)
+    # Nobody reads while 300 events are committed: the buffer overflows.
+    for start in range(0, 300, 30):
+        await store.ingest([ev(i) for i in range(start, start + 30)])
+    assert sub.lag <= 10
+    got = await collect(sub, 300)
+    assert got == [f"m{i}" for i in range(300)]
+
+
+async def test_subscribing_late_replays_from_the_cursor(wired: Wired) -> None:
+    store, bus = wired
+    first = await store.ingest([ev(i) for i in range(5)])
+    sub = bus.subscribe("late", cursor=first.stored[1].id)
+    await store.ingest([ev(5)])
+    assert await collect(sub, 4) == ["m2", "m3", "m4", "m5"]

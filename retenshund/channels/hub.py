@@ -67,7 +67,11 @@ class Tab:
                 self.drop("too many frames before the hello")
                 return False
             return True
-        size = self.sink.push(data)
+        return self._written(self.sink.push(data))
+
+    def _written(self, size: int) -> bool:
+        """After a write: ``size`` bytes are unsent (-1: the socket is gone). Past
+        the buffer limit the consumer is too slow and is dropped, not buffered."""
         if size < 0:
             return False
         if size > self.hub.max_buffer:
@@ -161,14 +165,7 @@ class AsgiTab(Tab):
             return False
         if self.held is not None:
             return super().push(frames, data)
-        size = self.sink.push_frames(frames)
-        if size < 0:
-            return False
-        if size > self.hub.max_buffer:
-            self.hub._dropped_slow()
-            self.drop(f"slow consumer: {size} bytes unsent")
-            return False
-        return True
+        return self._written(self.sink.push_frames(frames))
 
 
 class Hub:

@@ -3,7 +3,6 @@ job, the once-per-drop event, engagement segments, settings."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,6 @@ from tests.engine.test_segments import START, World
 DAY0 = START // DAY_MS
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    store = SqliteStore(tmp_path / "data")
-    await store.open()
-    clock = FakeClock(START)
-    timers = Timers(clock)
-    engine = SegmentEngine(store, clock, timers, BaselineSettings())
-    await engine.open()
-    w = World(store, clock, timers, engine)
-    store.on_events = w.published.extend
-    try:
-        yield w
-    finally:
-        await store.close()
 
 
 async def live(world: World, user: str, first_day: int, days: int, per_day: int) -> None:

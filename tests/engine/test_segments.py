@@ -6,7 +6,6 @@ to ``on_events`` in commit order, as the engine loop does, so loops would show."
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 
 from retenshund.clock import FakeClock
 from retenshund.durations import DAY_MS, DefinitionError
-from retenshund.engine.baseline import BaselineSettings
 from retenshund.engine.segments import SegmentEngine
 from retenshund.engine.timers import Timers
 from retenshund.store.base import EventIn, StoredEvent
@@ -72,20 +70,6 @@ class World:
         return await self.engine.member_user_ids(segment_id)
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    store = SqliteStore(tmp_path / "data")
-    await store.open()
-    clock = FakeClock(START)
-    timers = Timers(clock)
-    engine = SegmentEngine(store, clock, timers, BaselineSettings())
-    await engine.open()
-    w = World(store, clock, timers, engine)
-    store.on_events = w.published.extend
-    try:
-        yield w
-    finally:
-        await store.close()
 
 
 # -- traits ----------------------------------------------------------------------
