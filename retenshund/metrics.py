@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -38,6 +40,29 @@ class Metrics:
             "retenshun_time_to_trigger_seconds", "Triggering event received -> message delivered",
             ["channel"], registry=r,
             buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 300, 3600))
+
+        # Children of labelled metrics, looked up once per label set: .labels()
+        # costs more than the increment on the ingestion path.
+        self._events_of: dict[str, Any] = {}
+        self._requests_of: dict[tuple[str, str, int], Any] = {}
+        self._seconds_of: dict[str, Any] = {}
+
+    def events_of(self, type_: str) -> Any:
+        child = self._events_of.get(type_)
+        if child is None:
+            child = self._events_of[type_] = self.events.labels(type_)
+        return child
+
+    def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        count = self._requests_of.get(key)
+        if count is None:
+            count = self._requests_of[key] = self.requests.labels(method, route, str(status))
+        count.inc()
+        latency = self._seconds_of.get(route)
+        if latency is None:
+            latency = self._seconds_of[route] = self.request_seconds.labels(route)
+        latency.observe(seconds)
 
     def observe_commit(self, ops: int, seconds: float) -> None:
         self.commit_ops.observe(ops)

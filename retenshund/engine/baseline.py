@@ -87,12 +87,21 @@ def compute_engagement(
     s = settings or BaselineSettings()
     recent_start = today - s.recent_days + 1
     baseline_start = recent_start - s.baseline_days
-    recent_counts = [max(0, daily_counts.get(d, 0)) for d in range(recent_start, today + 1)]
-    baseline_counts = [max(0, daily_counts.get(d, 0)) for d in range(baseline_start, recent_start)]
-
-    active = [c for c in baseline_counts if c > 0]
+    # Only the days with activity matter (a missing or empty day adds 0), so
+    # this walks the mapping, not every day of both windows: it runs for each
+    # user's first event of the day.
+    recent_counts: list[int] = []
+    active: list[int] = []  # the baseline window's active days, oldest first
+    for d in sorted(daily_counts):
+        c = daily_counts[d]
+        if c <= 0:
+            continue
+        if recent_start <= d <= today:
+            recent_counts.append(c)
+        elif baseline_start <= d < recent_start:
+            active.append(c)
     cap = _BURST_CAP_FACTOR * statistics.median(active) if active else float("inf")
-    baseline = sum(min(c, cap) for c in baseline_counts) / s.baseline_days
+    baseline = sum(min(c, cap) for c in active) / s.baseline_days
     recent = sum(min(c, cap) for c in recent_counts) / s.recent_days
     ratio = recent / baseline if baseline > 0 else None
 

@@ -451,6 +451,10 @@ class SegmentEngine:
                 if lookback is not None:
                     tx.prune_event_times(pid, name, now - lookback - _PRUNE_MARGIN_MS)
         due = None
+        refresh_pids = [pid for pid, w in work.items()
+                        if w.active and (self._active.get(pid) != today or index.engagement_ids)]
+        if refresh_pids:
+            tx.prefetch_engagement(refresh_pids, first_day(today, self.settings), today)
         for pid, w in work.items():
             if w.active and (self._active.get(pid) != today or index.engagement_ids):
                 prev = tx.engagement_row(pid)

@@ -45,6 +45,9 @@ INSERT_EVENT = (
 )
 LAST_ROWID = "SELECT last_insert_rowid()"
 LOOKUP_IDENTITY = "SELECT pid FROM identities WHERE id = ?"
+LOOKUP_IDENTITIES = "SELECT id, pid FROM identities WHERE id IN ({marks})"
+MAX_PID = "SELECT coalesce(max(pid), 0) FROM profiles"
+INSERT_PROFILE_AT = "INSERT INTO profiles (pid, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)"
 INSERT_IDENTITY = "INSERT OR REPLACE INTO identities (id, pid) VALUES (?, ?)"
 IDENTITIES_OF = "SELECT id FROM identities WHERE pid = ?"
 MOVE_IDENTITIES = "UPDATE identities SET pid = ? WHERE pid = ?"
@@ -196,6 +199,8 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         # touches them; any rollback clears them.
         self._ident: dict[str, int] = {}
         self._pid_user: dict[int, str | None] = {}
+        # During one _ingest: ids known not to be in identities (see _prepare_senders).
+        self._absent: set[str] = set()
         self.on_events: Callable[[list[StoredEvent]], None] | None = None
         self.writer.on_commit = self._committed
 
@@ -254,6 +259,7 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
     def _forget(self) -> None:
         self._ident.clear()
         self._pid_user.clear()
+        self._absent.clear()
 
     # -- ingestion (writer thread) -----------------------------------------
 
@@ -300,10 +306,14 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
             return IngestResult([], duplicates)
         conn.executemany(INSERT_IDS, [(e.message_id, e.received_at) for e in fresh])
 
-        # Identity resolution and profile side effects, in order: a later
-        # identify may merge the profile an earlier event created.
-        for e in fresh:
-            self._apply(conn, e)
+        created = self._prepare_senders(conn, fresh)
+        try:
+            # Identity resolution and profile side effects, in order: a later
+            # identify may merge the profile an earlier event created.
+            for e in fresh:
+                self._apply(conn, e)
+        finally:
+            self._absent.clear()
 
         rows = []
         pids = []
@@ -322,7 +332,8 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
                          _encode(e.data).decode(), e.timestamp, e.received_at))
         conn.executemany(INSERT_EVENT, rows)
         last = conn.execute(LAST_ROWID).fetchone()[0]
-        conn.executemany(TOUCH_PROFILE, [(at, pid) for pid, at in touched.items()])
+        # A profile created by this call was stamped with its first event's time.
+        conn.executemany(TOUCH_PROFILE, [(at, pid) for pid, at in touched.items() if created.get(pid) != at])
         conn.executemany(ADD_ACTIVITY, [(pid, day, n) for (pid, day), n in activity.items()])
         first = last - len(rows) + 1
         stored = [
@@ -334,9 +345,61 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         ]
         return IngestResult(stored, duplicates)
 
+    def _prepare_senders(self, conn: sqlite3.Connection, events: list[EventIn]) -> dict[int, int]:
+        """Look up every sender of ``events`` in one query, and create in bulk
+        the profiles that resolving them one by one would create.
+
+        A sender known by one id (user or anonymous), unknown before this call,
+        gets a new profile at its first event, provided no earlier event in the
+        list names that id (an alias or an identify with both ids could link it
+        first). Those are exactly the profiles ``_resolve`` would create, so the
+        result is the same, with two statements instead of three per new user.
+        Returns the new profiles: pid -> the time they were stamped with."""
+        refs: list[tuple[str, EventIn | None]] = []  # (ident, the event if it may create it)
+        for e in events:
+            single = e.type != "alias" and (e.user_id is None) != (e.anonymous_id is None)
+            if e.user_id is not None:
+                refs.append(("u:" + e.user_id, e if single else None))
+            if e.anonymous_id is not None:
+                refs.append(("a:" + e.anonymous_id, e if single else None))
+            if e.type == "alias":
+                previous = e.data.get("previousId")
+                if previous:
+                    refs.append(("u:" + previous, None))
+                    refs.append(("a:" + previous, None))
+        unknown = list({ident: None for ident, _ in refs if ident not in self._ident})
+        if not unknown:
+            return {}
+        for chunk in _chunks(unknown, _CHUNK):
+            for ident, pid in conn.execute(LOOKUP_IDENTITIES.format(marks=",".join("?" * len(chunk))), chunk):
+                self._remember(ident, pid)
+        absent = {ident for ident in unknown if ident not in self._ident}
+        first: dict[str, EventIn | None] = {}
+        for ident, e in refs:
+            if ident in absent and ident not in first:
+                first[ident] = e
+        new = [(ident, e) for ident, e in first.items() if e is not None]
+        # Absent idents left to _resolve are known not to exist: no query for them.
+        self._absent.update(ident for ident, e in first.items() if e is None)
+        if not new:
+            return {}
+        base = conn.execute(MAX_PID).fetchone()[0] + 1
+        rows = []
+        for i, (ident, e) in enumerate(new):
+            assert e is not None
+            rows.append((base + i, e.user_id, e.received_at, e.received_at))
+        conn.executemany(INSERT_PROFILE_AT, rows)
+        conn.executemany(INSERT_IDENTITY, [(ident, base + i) for i, (ident, _) in enumerate(new)])
+        for (ident, _), (pid, user_id, at, _) in zip(new, rows):
+            self._remember(ident, pid)
+            self._pid_user[pid] = user_id
+        return {pid: at for pid, _, at, _ in rows}
+
     def _lookup(self, conn: sqlite3.Connection, ident: str) -> int | None:
         pid = self._ident.get(ident)
         if pid is None:
+            if ident in self._absent:
+                return None
             row = conn.execute(LOOKUP_IDENTITY, (ident,)).fetchone()
             if row is None:
                 return None
@@ -348,6 +411,7 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         if len(self._ident) >= _CACHE_LIMIT:
             self._ident.clear()
         self._ident[ident] = pid
+        self._absent.discard(ident)
 
     def _user_of(self, conn: sqlite3.Connection, pid: int) -> str | None:
         if pid in self._pid_user:

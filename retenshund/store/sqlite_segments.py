@@ -97,6 +97,10 @@ KNOWN_PROFILES = "SELECT pid, user_id FROM profiles WHERE pid > ? AND user_id IS
 TRAITS = "SELECT traits FROM profiles WHERE pid = ?"
 USER_PID = "SELECT pid FROM identities WHERE id = ?"
 ACTIVITY = "SELECT day, count FROM activity_days WHERE pid = ? AND day >= ? AND day <= ?"
+_CHUNK = 400  # ids per IN (...) list, well under SQLite's parameter limit
+ACTIVITY_OF = "SELECT pid, day, count FROM activity_days WHERE pid IN ({marks}) AND day >= ? AND day <= ?"
+ENGAGEMENT_ROWS = ("SELECT pid, last_active_day, day, state, baseline, recent, ratio, active_days"
+                   " FROM engagement_state WHERE pid IN ({marks})")
 
 ENGAGEMENT_ROW = ("SELECT last_active_day, day, state, baseline, recent, ratio, active_days"
                   " FROM engagement_state WHERE pid = ?")
@@ -108,6 +112,12 @@ CANDIDATES = "SELECT pid FROM engagement_state WHERE last_active_day >= ? ORDER 
 
 GET_META = "SELECT value FROM segments_meta WHERE key = ?"
 SET_META = "INSERT OR REPLACE INTO segments_meta (key, value) VALUES (?, ?)"
+
+
+def _engagement_row(row: Any) -> EngagementRow:
+    """(last_active_day, day, state, baseline, recent, ratio, active_days)"""
+    return EngagementRow(row[0], row[1], Engagement(baseline=row[3], recent=row[4], ratio=row[5],
+                                                    state=row[2], active_days=row[6]))
 
 
 def _segment(row: Any) -> SegmentRow:
@@ -123,6 +133,10 @@ class SqliteSegmentTx:
         self._conn = conn
         self._now = now_ms
         self._events: list[EventIn] = []
+        # What prefetch_engagement read (users not in them are read one by one).
+        self._rows: dict[int, EngagementRow | None] = {}
+        self._activity: dict[int, dict[int, int]] = {}
+        self._activity_range = (0, -1)
 
     # -- profiles ---------------------------------------------------------
 
@@ -142,7 +156,26 @@ class SqliteSegmentTx:
         row = self._conn.execute(TRAITS, (pid,)).fetchone()
         return _decode_obj(row[0]) if row else {}
 
+    def prefetch_engagement(self, pids: list[int], first_day: int, last_day: int) -> None:
+        # Two reads for the whole batch instead of two per user.
+        rows: dict[int, EngagementRow | None] = dict.fromkeys(pids)
+        activity: dict[int, dict[int, int]] = {pid: {} for pid in pids}
+        for i in range(0, len(pids), _CHUNK):
+            chunk = pids[i:i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(ENGAGEMENT_ROWS.format(marks=marks), chunk):
+                rows[row[0]] = _engagement_row(row[1:])
+            for pid, day, count in self._conn.execute(ACTIVITY_OF.format(marks=marks), (*chunk, first_day, last_day)):
+                activity[pid][day] = count
+        self._rows = rows
+        self._activity = activity
+        self._activity_range = (first_day, last_day)
+
     def activity(self, pid: int, first_day: int, last_day: int) -> dict[int, int]:
+        if (first_day, last_day) == self._activity_range:
+            known = self._activity.get(pid)
+            if known is not None:
+                return dict(known)
         return dict(self._conn.execute(ACTIVITY, (pid, first_day, last_day)).fetchall())
 
     def known_profiles(self, after_pid: int, limit: int) -> list[tuple[int, str]]:
@@ -226,16 +259,17 @@ class SqliteSegmentTx:
     # -- engagement --------------------------------------------------------
 
     def engagement_row(self, pid: int) -> EngagementRow | None:
+        if pid in self._rows:
+            return self._rows[pid]
         row = self._conn.execute(ENGAGEMENT_ROW, (pid,)).fetchone()
-        if row is None:
-            return None
-        return EngagementRow(row[0], row[1], Engagement(baseline=row[3], recent=row[4], ratio=row[5],
-                                                        state=row[2], active_days=row[6]))
+        return None if row is None else _engagement_row(row)
 
     def set_engagement_row(self, pid: int, row: EngagementRow) -> None:
         e = row.engagement
         self._conn.execute(SET_ENGAGEMENT, (pid, row.last_active_day, row.day, e.state, e.baseline, e.recent,
                                             e.ratio, e.active_days))
+        if pid in self._rows:
+            self._rows[pid] = row
 
     # -- events about the user ---------------------------------------------
 

@@ -153,3 +153,38 @@ async def test_numeric_ids_are_stored_as_strings(api: Api) -> None:
 
 async def test_secret_keys_can_ingest_too(api: Api) -> None:
     assert (await api.post("/v1/track", {"userId": "u1", "event": "e"}, key=SECRET)).status_code == 200
+
+
+async def test_ingestion_is_counted_in_the_request_metrics(api: Api) -> None:
+    """Ingestion skips the router (api.ingest.FastPath) but not the metrics."""
+    await api.post("/v1/track", {"userId": "u1", "event": "a"}, key=PUBLISHABLE)
+    await api.post("/v1/track", {"userId": "u1"}, key=PUBLISHABLE)  # no event: 400
+    text = (await api.http.get("/metrics")).text
+    assert 'retenshun_http_requests_total{method="POST",route="/v1/track",status="200"} 1.0' in text
+    assert 'retenshun_http_requests_total{method="POST",route="/v1/track",status="400"} 1.0' in text
+    assert 'retenshun_http_request_seconds_count{route="/v1/track"} 2.0' in text
+    assert 'retenshun_events_ingested_total{type="track"} 1.0' in text
+
+
+async def test_ingestion_errors_have_the_contract_shape(api: Api) -> None:
+    r = await api.post("/v1/track", {"userId": "u1"}, key=PUBLISHABLE)
+    assert r.status_code == 400
+    assert r.json() == {"error": {"code": "invalid_field", "message": "event: required for track (the event's name)"}}
+    r = await api.post("/v1/track", {"userId": "u1", "event": "a"}, key="pk_nope")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_browser_ingestion_gets_cors_headers(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data", server={"allowed_origins": ["https://app.example"]})
+    async with running(config) as api:
+        r = await api.http.post("/v1/batch", json={"batch": [{"type": "track", "userId": "u1", "event": "a"}]},
+                                headers={**api._auth(PUBLISHABLE), "Origin": "https://app.example"})
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        r = await api.http.post("/v1/track", json={"userId": "u1", "event": "b"},
+                                headers={**api._auth(PUBLISHABLE), "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+        # A server-side call (no Origin) needs no CORS headers.
+        r = await api.post("/v1/track", {"userId": "u1", "event": "c"}, key=PUBLISHABLE)
+        assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+        assert sorted(e["event"] for e in await events_of(api, "u1")) == ["a", "b", "c"]

@@ -220,3 +220,64 @@ def test_reads_never_leave_a_statement_open_across_an_await() -> None:
     offenders = [p.name for p in Path(pkg.__file__).parent.glob("*.py")
                  if "async with self._read.execute(" in p.read_text() or "cur.fetch" in p.read_text()]
     assert offenders == []
+
+
+# One event: (kind, user id or None, anonymous id or None); ids from a small
+# pool so that events meet, merge and alias each other.
+_people = st.sampled_from(["u1", "u2", "u3"])
+_visitors = st.sampled_from(["a1", "a2", "a3"])
+_calls = st.one_of(
+    st.tuples(st.just("track"), _people, st.none()),
+    st.tuples(st.just("track"), st.none(), _visitors),
+    st.tuples(st.just("track"), _people, _visitors),
+    st.tuples(st.just("identify"), _people, st.one_of(st.none(), _visitors)),
+    st.tuples(st.just("alias"), _people, _visitors),  # previousId = the visitor
+)
+
+
+def _call(i: int, call: tuple[str, str | None, str | None]) -> EventIn:
+    kind, user, anon = call
+    at = T0 + i
+    if kind == "alias":
+        return ev(f"m{i}", "alias", user=user, at=at, previousId=anon)
+    if kind == "identify":
+        return ev(f"m{i}", "identify", user=user, anon=anon, at=at, traits={f"t{i % 3}": i})
+    return ev(f"m{i}", user=user, anon=anon, at=at)
+
+
+@settings(max_examples=40, deadline=None)
+@given(calls=st.lists(_calls, min_size=1, max_size=12))
+def test_a_batch_resolves_people_exactly_as_its_events_one_by_one(tmp_path_factory: Any,
+                                                                   calls: list[tuple[str, Any, Any]]) -> None:
+    """Senders of a batch are looked up and created in bulk (one query, one
+    insert each); who ends up being whom must not depend on it."""
+    from retenshund.store.sqlite import SqliteStore
+
+    async def outcome(one_by_one: bool) -> Any:
+        s = SqliteStore(tmp_path_factory.mktemp("resolve"))
+        await s.open()
+        try:
+            events = [_call(i, c) for i, c in enumerate(calls)]
+            if one_by_one:
+                for e in events:
+                    await s.ingest([e])
+            else:
+                await s.ingest(events)
+            stored = await s.events_after(0, 1000)
+            # Which events share a profile, and whose it is (pids themselves may differ).
+            by_pid: dict[int, list[str]] = {}
+            for e in stored:
+                by_pid.setdefault(e.pid, []).append(e.message_id)
+            filed = sorted((e.message_id, e.profile_user_id, tuple(by_pid[e.pid])) for e in stored)
+            profiles = {}
+            for user in ("u1", "u2", "u3"):
+                p = await s.get_profile(user)
+                profiles[user] = None if p is None else (p.traits, p.created_at, p.last_seen_at)
+            return filed, profiles
+        finally:
+            await s.close()
+
+    async def run() -> None:
+        assert await outcome(one_by_one=False) == await outcome(one_by_one=True)
+
+    asyncio.run(run())
