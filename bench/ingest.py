@@ -1,12 +1,16 @@
 """Ingestion benchmark: the real daemon against its two ceilings.
 
     python bench/ingest.py [--quick] [--duration S] [--batch-connections N] [--keep]
+    python bench/ingest.py --quick --only track --skip-prefill     # only the track runs (~30 s)
 
 Measures, with the daemon pinned to CPU 0 and the load generator (wrk + a Lua
 script) pinned to CPU 1, loopback only:
 
-  (a) POST /v1/track, 64 keep-alive connections, users spread over 100,000 ids
-  (b) POST /v1/batch with 100 and with 500 events per request
+  (a)  POST /v1/track, 64 keep-alive connections, users spread over 100,000 ids
+  (a') the same calls open loop at a fixed rate, 35% of the HTTP ceiling's track
+       rate, over 64 connections (bench/openloop.py), latency from each
+       request's intended send time
+  (b)  POST /v1/batch with 100 and with 500 events per request
 
 and, in the same run, the two ceilings:
 
@@ -64,6 +68,8 @@ SCENARIOS = [  # (name, events per request: 0 = single /v1/track)
     ("batch100", 100),
     ("batch500", 500),
 ]
+FIXED_SHARE = 0.35  # (a'): the fixed rate, as a share of the HTTP ceiling's track rate
+FIXED_P99_MS = 10.0  # its target
 
 # -- the event, in Lua (for wrk) and in Python (for the ceilings and the prefill) --
 # Both produce the same Segment track call; what the daemon then stores in
@@ -124,6 +130,11 @@ end
 
 DATA_TEMPLATE = ('{{"properties":{{"report_type":"weekly_summary","rows":{rows},"cached":false,"duration_ms":{ms}}},'
                  '"context":{{"library":{{"name":"analytics-python","version":"2.4.0"}},"ip":"203.0.113.7"}}}}')
+
+
+def basic_auth() -> str:
+    """The Authorization header value Segment SDKs send: HTTP Basic, the write key as user."""
+    return "Basic " + base64.b64encode(f"{PUBLISHABLE}:".encode()).decode()
 
 
 def uuid4(rnd: random.Random) -> str:
@@ -195,7 +206,7 @@ def daemon_metrics(url: str) -> dict[str, float]:
 
 def run_wrk(url: str, batch: int, connections: int, duration: float, seed: int, workdir: Path,
             server_pid: int | None = None) -> dict[str, Any]:
-    auth = "Basic " + base64.b64encode(f"{PUBLISHABLE}:".encode()).decode()
+    auth = basic_auth()
     script = workdir / f"load-{batch}-{seed}.lua"
     script.write_text(LUA % {"batch": batch, "users": USERS, "seed": seed, "auth": auth,
                              "event": EVENT_NAME, "ts": TIMESTAMP})
@@ -225,6 +236,18 @@ def run_wrk(url: str, batch: int, connections: int, duration: float, seed: int, 
         # CPU used by anything else on the machine meanwhile (other processes, the kernel's share)
         "other_cpu": max(0.0, machine - cpu - server_cpu) / seconds,
     }
+
+
+def run_fixed(url: str, rate: float, connections: int, duration: float, seed: int,
+              server_pid: int | None = None) -> dict[str, Any]:
+    """Open-loop track calls at ``rate`` per second (bench/openloop.py in its own process
+    on the load CPU); latencies from each request's due time. Same keys as ``run_wrk``."""
+    from bench import openloop
+
+    r = openloop.run_subprocess(url, rate, duration, connections, seed, timeout=10.0, server_pid=server_pid,
+                                cpu=LOAD_CPU)
+    return {**r, "events": r["ok"], "req_s": r["achieved_rate"], "events_s": r["achieved_rate"],
+            "wrk_cpu": r["gen_cpu"]}
 
 
 # -- the storage ceiling (own process) -------------------------------------------
@@ -429,33 +452,54 @@ def measured(args: argparse.Namespace, what: str, measure: Any, ok: float = OTHE
 
 
 def load_daemon(d: Daemon, batch: int, connections: int, args: argparse.Namespace,
-                seed: int, workdir: Path) -> dict[str, Any]:
-    run_wrk(d.url, batch, connections, args.warmup, seed, workdir)
+                seed: int, workdir: Path, rate: float | None = None) -> dict[str, Any]:
+    """wrk's closed loop, or with ``rate`` (track only) the open-loop fixed-rate load."""
+
+    def load(duration: float, seed: int, server_pid: int | None = None) -> dict[str, Any]:
+        if rate is None:
+            return run_wrk(d.url, batch, connections, duration, seed, workdir, server_pid=server_pid)
+        return run_fixed(d.url, rate, connections, duration, seed, server_pid=server_pid)
+
+    load(args.warmup, seed)
 
     def measure(attempt: int) -> dict[str, Any]:
         before = daemon_metrics(d.url)
-        r = run_wrk(d.url, batch, connections, args.duration, seed + 1 + attempt, workdir, server_pid=d.pid)
+        r = load(args.duration, seed + 1 + attempt, server_pid=d.pid)
         after = daemon_metrics(d.url)
         if after["duplicates"] != 0:
             raise RuntimeError(f"the load generator repeated messageIds: {after['duplicates']} duplicates")
         stored = after["ingested"] - before["ingested"]
         if stored < r["events"]:
-            raise RuntimeError(f"wrk counted {r['events']} acknowledged events but the daemon stored {stored}")
+            raise RuntimeError(f"the load generator counted {r['events']} acknowledged events"
+                               f" but the daemon stored {stored}")
         commits = after["commits"] - before["commits"]
         r["requests_per_commit"] = ((after["requests_per_commit"] * after["commits"]
                                      - before["requests_per_commit"] * before["commits"]) / commits) if commits else 0
         return r
 
-    r = measured(args, f"daemon batch={batch}", measure)
+    r = measured(args, f"daemon batch={batch}" + (f" at {rate:,.0f}/s" if rate else ""), measure)
     r["hwm_kib"] = proc_status(d.pid)["VmHWM"]
     return r
 
 
+def print_fixed(name: str, r: dict[str, Any], rate: float, extra: str = "") -> None:
+    print(f"  {name:<14} {'track@' + format(rate, ',.0f'):<9} {r['events_s']:>10,.0f} events/s  p50 {r['p50_ms']:6.2f} ms"
+          f"  p99 {r['p99_ms']:6.2f} ms  max {r['max_ms']:6.1f} ms from the due time ({r['errors']} errors{extra},"
+          f" generator {r['wrk_cpu']:.0%} CPU, others {r['other_cpu']:.2f} CPUs)", flush=True)
+
+
 def daemon_round(name: str, data_dir: Path, scenarios: list[tuple[str, int]], args: argparse.Namespace,
-                 workdir: Path, seed: int, fresh: bool) -> dict[str, Any]:
-    """One daemon per scenario on an empty store (fresh) or the same prefilled store."""
+                 workdir: Path, seed: int, fresh: bool, fixed_rate: float | None = None) -> dict[str, Any]:
+    """One daemon per scenario on an empty store (fresh) or the same prefilled store.
+    With ``fixed_rate``, right after the closed-loop track run: a fresh daemon
+    (empty store) for the open-loop track run at that rate, as "track_fixed"."""
+    jobs: list[tuple[str, int, float | None]] = []
+    for sname, batch in scenarios:
+        jobs.append((sname, batch, None))
+        if batch == 0 and fixed_rate:
+            jobs.append(("track_fixed", 0, fixed_rate))
     out: dict[str, Any] = {}
-    for i, (sname, batch) in enumerate(scenarios):
+    for i, (sname, batch, rate) in enumerate(jobs):
         ddir = data_dir / sname if fresh else data_dir
         d = start_daemon(ddir)
         try:
@@ -463,11 +507,15 @@ def daemon_round(name: str, data_dir: Path, scenarios: list[tuple[str, int]], ar
                 out["cold_start_s"] = d.started_in
                 out["idle_rss_kib"] = proc_status(d.pid)["VmRSS"]
             conns = TRACK_CONNECTIONS if batch == 0 else args.batch_connections
-            r = load_daemon(d, batch, conns, args, seed + 100 * i, workdir)
+            r = load_daemon(d, batch, conns, args, seed + 100 * i, workdir, rate=rate)
             out[sname] = r
+            commits = f", {r['requests_per_commit']:.1f} requests/commit, daemon {r['server_cpu']:.0%} CPU"
+            if rate:
+                print_fixed(name, r, rate, commits)
+                continue
             print(f"  {name:<14} {sname:<9} {r['events_s']:>10,.0f} events/s  p50 {r['p50_ms']:6.2f} ms"
-                  f"  p99 {r['p99_ms']:6.2f} ms  ({r['requests_per_commit']:.1f} requests/commit,"
-                  f" daemon {r['server_cpu']:.0%} CPU, others {r['other_cpu']:.2f} CPUs)", flush=True)
+                  f"  p99 {r['p99_ms']:6.2f} ms  ({commits[2:]},"
+                  f" others {r['other_cpu']:.2f} CPUs)", flush=True)
         finally:
             d.stop(timeout=60)
         if fresh:
@@ -476,7 +524,7 @@ def daemon_round(name: str, data_dir: Path, scenarios: list[tuple[str, int]], ar
 
 
 def ceiling_round(scenarios: list[tuple[str, int]], args: argparse.Namespace, workdir: Path,
-                  seed: int) -> dict[str, Any]:
+                  seed: int, fixed_share: float | None = None) -> dict[str, Any]:
     import httpx
 
     port = free_port()
@@ -504,6 +552,15 @@ def ceiling_round(scenarios: list[tuple[str, int]], args: argparse.Namespace, wo
             print(f"  {'HTTP ceiling':<14} {sname:<9} {r['events_s']:>10,.0f} events/s  p50 {r['p50_ms']:6.2f} ms"
                   f"  p99 {r['p99_ms']:6.2f} ms  (server {r['server_cpu']:.0%} CPU,"
                   f" others {r['other_cpu']:.2f} CPUs)", flush=True)
+            if batch == 0 and fixed_share:
+                # The open-loop load at the same share of this server's own track rate: the
+                # latency floor of the HTTP stack, the generator and the machine.
+                rate = args.fixed_rate or fixed_share * r["events_s"]
+                run_fixed(url, rate, conns, args.warmup, seed + 50)
+                r = measured(args, "HTTP ceiling fixed rate", lambda attempt, rate=rate, conns=conns: run_fixed(
+                    url, rate, conns, args.duration, seed + 51 + attempt, server_pid=proc.pid))
+                out["track_fixed"] = r
+                print_fixed("HTTP ceiling", r, rate)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -530,10 +587,49 @@ def merge_ceilings(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             "other_cpu": (a["other_cpu"] + b["other_cpu"]) / 2, "runs": [a["events_s"], b["events_s"]]}
 
 
-def fmt_row(label: str, r: dict[str, Any], extra: str = "") -> str:
-    return (f"| {label:<40} | {r['events_s']:>11,.0f} | {r['req_s']:>9,.0f} | {r['p50_ms']:>7.2f} | "
-            f"{r['p99_ms']:>7.2f} | {r['server_cpu'] * 100:>4.0f}% | {r['wrk_cpu'] * 100:>4.0f}% |"
-            f" {r['other_cpu']:>5.2f} | {extra:<22} |")
+def print_table(rows: list[tuple[str, dict[str, Any], str]], storage_rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """The results as a Markdown table; ``rows`` are (label, load result, note)."""
+    notes = [note for _, _, note in rows] + [
+        "mean of " + " & ".join(f"{x / 1000:,.1f}k" for x in st["runs"]) for _, st in storage_rows]
+    lw = max([40] + [len(label) for label, _, _ in rows] + [len(label) for label, _ in storage_rows])
+    nw = max([22] + [len(n) for n in notes])
+    print(f"| {'run':<{lw}} | {'events/s':>11} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'srv':>5} |"
+          f" {'gen':>5} | {'other':>5} | {'note':<{nw}} |")
+    print(f"|{'-' * (lw + 2)}|{'-' * 13}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 7}|{'-' * 7}|{'-' * 7}|{'-' * (nw + 2)}|")
+    for label, r, note in rows:
+        print(f"| {label:<{lw}} | {r['events_s']:>11,.0f} | {r['req_s']:>9,.0f} | {r['p50_ms']:>7.2f} | "
+              f"{r['p99_ms']:>7.2f} | {r['server_cpu'] * 100:>4.0f}% | {r['wrk_cpu'] * 100:>4.0f}% |"
+              f" {r['other_cpu']:>5.2f} | {note:<{nw}} |")
+    for (label, st), note in zip(storage_rows, notes[len(rows):], strict=True):
+        print(f"| {label:<{lw}} | {st['events_s']:>11,.0f} | {'':>9} | {'':>7} | {'':>7} |"
+              f" {st['cpu'] * 100:>4.0f}% | {'':>5} | {st['other_cpu']:>5.2f} | {note:<{nw}} |")
+
+
+def fixed_note(r: dict[str, Any]) -> str:
+    rate = r["rate"]
+    errors = f", {r['errors']} errors" if r["errors"] else ""
+    return f"due {rate:,.0f}/s, max {r['max_ms']:,.1f} ms{errors}"
+
+
+def fixed_verdict(r: dict[str, Any]) -> tuple[bool, str]:
+    """(met, why not): p99 under the target, every request answered 2xx, the rate sustained."""
+    problems = []
+    if r["errors"]:
+        problems.append(f"{r['errors']} errors")
+    if r["achieved_rate"] < 0.98 * r["rate"]:
+        problems.append(f"only {r['achieved_rate']:,.0f}/s answered")
+    met = r["p99_ms"] < FIXED_P99_MS and not problems
+    return met, (" [" + "; ".join(problems) + "]") if problems else ""
+
+
+def parse_only(value: str | None) -> list[tuple[str, int]]:
+    if not value:
+        return list(SCENARIOS)
+    names = {n.strip() for n in value.split(",") if n.strip()}
+    known = {n for n, _ in SCENARIOS}
+    if not names or names - known:
+        raise SystemExit(f"--only: pick from {', '.join(sorted(known))} (comma-separated), not {value!r}")
+    return [s for s in SCENARIOS if s[0] in names]
 
 
 def main() -> int:
@@ -544,6 +640,15 @@ def main() -> int:
     p.add_argument("--batch-connections", type=int, default=16, help="connections for the batch runs (default 16)")
     p.add_argument("--prefill", type=int, help="events in the prefilled store (default 5,000,000, quick 500,000)")
     p.add_argument("--ceiling-events", type=int, help="events in the storage ceiling (default 300,000, quick 100,000)")
+    p.add_argument("--only", metavar="LIST",
+                   help="comma-separated scenarios to run: track (closed loop + fixed rate), batch100, batch500"
+                        " (default: all)")
+    p.add_argument("--skip-storage", action="store_true",
+                   help="no storage ceiling (it only serves the batch ratios; skipped anyway without a batch run)")
+    p.add_argument("--skip-prefill", action="store_true", help="no prefilled store and no runs against it")
+    p.add_argument("--fixed-rate", type=float, metavar="N",
+                   help=f"events/s of the fixed-rate track run (default {FIXED_SHARE * 100:.0f}%% of the HTTP ceiling's"
+                        " track rate; 0 = no fixed-rate run)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--workdir", metavar="DIR", default=None,
                    help="where the temporary work directory (every database) goes; /dev/shm takes the disk out")
@@ -556,6 +661,12 @@ def main() -> int:
     args.warmup = args.warmup or (1 if args.quick else 2)
     args.prefill = args.prefill or (500_000 if args.quick else 5_000_000)
     args.ceiling_events = args.ceiling_events or (100_000 if args.quick else 300_000)
+    scenarios = parse_only(args.only)
+    names = [s for s, _ in scenarios]
+    with_track = "track" in names
+    with_fixed = with_track and args.fixed_rate != 0
+    with_storage = any(batch for _, batch in scenarios) and not args.skip_storage
+    with_prefill = not args.skip_prefill
     if not shutil.which("wrk"):
         print("wrk is needed: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -563,75 +674,110 @@ def main() -> int:
         print("warning: fewer than 2 CPUs; daemon and load generator will share one", file=sys.stderr)
     seed = random.randrange(1 << 20)
     workdir = Path(tempfile.mkdtemp(prefix="retenshun-bench-", dir=args.workdir))
-    print(f"work dir {workdir}; daemon on CPU {DAEMON_CPU}, wrk on CPU {LOAD_CPU}; "
-          f"{args.duration:g}s per run after {args.warmup:g}s warm-up", flush=True)
+    print(f"work dir {workdir}; daemon on CPU {DAEMON_CPU}, load generator on CPU {LOAD_CPU}; "
+          f"{args.duration:g}s per run after {args.warmup:g}s warm-up; {', '.join(names)}"
+          f"{'' if with_storage else '; no storage ceiling'}{'' if with_prefill else '; no prefilled store'}",
+          flush=True)
+    storage = storage_touch = filled = None
+    big: dict[str, Any] = {}
+    fixed_rate = None
     try:
-        print("storage ceiling ...", flush=True)
-        storage = run_storage_ceiling(workdir, args.ceiling_events, False, seed, args)
-        storage_touch = run_storage_ceiling(workdir, args.ceiling_events, True, seed, args)
-        print(f"  inserts only {storage['events_s']:,.0f} events/s; with per-user updates "
-              f"{storage_touch['events_s']:,.0f} events/s", flush=True)
+        if with_storage:
+            print("storage ceiling ...", flush=True)
+            storage = run_storage_ceiling(workdir, args.ceiling_events, False, seed, args)
+            storage_touch = run_storage_ceiling(workdir, args.ceiling_events, True, seed, args)
+            print(f"  inserts only {storage['events_s']:,.0f} events/s; with per-user updates "
+                  f"{storage_touch['events_s']:,.0f} events/s", flush=True)
         print("HTTP ceiling ...", flush=True)
-        http = ceiling_round(SCENARIOS, args, workdir, seed + 1000)
+        http = ceiling_round(scenarios, args, workdir, seed + 1000, FIXED_SHARE if with_fixed else None)
+        if with_fixed:
+            fixed_rate = args.fixed_rate or FIXED_SHARE * http["track"]["events_s"]
         print("daemon, empty store (a fresh one per run) ...", flush=True)
-        empty = daemon_round("empty store", workdir / "empty", SCENARIOS, args, workdir, seed + 2000, fresh=True)
-        # The disk is shared and its speed drifts: measure the storage ceiling
-        # again right after the daemon's runs and use the mean of the two.
-        print("storage ceiling, again ...", flush=True)
-        again = run_storage_ceiling(workdir, args.ceiling_events, False, seed + 1, args)
-        again_touch = run_storage_ceiling(workdir, args.ceiling_events, True, seed + 1, args)
-        print(f"  inserts only {again['events_s']:,.0f} events/s; with per-user updates "
-              f"{again_touch['events_s']:,.0f} events/s", flush=True)
-        storage = merge_ceilings(storage, again)
-        storage_touch = merge_ceilings(storage_touch, again_touch)
-        print(f"prefilling {args.prefill:,} events ...", flush=True)
-        big_dir = workdir / "prefilled"
-        big_dir.mkdir()
-        filled = prefill(big_dir / "retenshun.db", args.prefill, seed)
-        print(f"  {filled['seconds']:.0f} s, {filled['bytes'] / 2**20:,.0f} MiB", flush=True)
-        big = daemon_round(f"{args.prefill // 1000:,}k stored", big_dir, SCENARIOS, args, workdir, seed + 3000,
-                           fresh=False)
+        empty = daemon_round("empty store", workdir / "empty", scenarios, args, workdir, seed + 2000, fresh=True,
+                             fixed_rate=fixed_rate)
+        if with_storage:
+            assert storage is not None and storage_touch is not None
+            # The disk is shared and its speed drifts: measure the storage ceiling
+            # again right after the daemon's runs and use the mean of the two.
+            print("storage ceiling, again ...", flush=True)
+            again = run_storage_ceiling(workdir, args.ceiling_events, False, seed + 1, args)
+            again_touch = run_storage_ceiling(workdir, args.ceiling_events, True, seed + 1, args)
+            print(f"  inserts only {again['events_s']:,.0f} events/s; with per-user updates "
+                  f"{again_touch['events_s']:,.0f} events/s", flush=True)
+            storage = merge_ceilings(storage, again)
+            storage_touch = merge_ceilings(storage_touch, again_touch)
+        if with_prefill:
+            print(f"prefilling {args.prefill:,} events ...", flush=True)
+            big_dir = workdir / "prefilled"
+            big_dir.mkdir()
+            filled = prefill(big_dir / "retenshun.db", args.prefill, seed)
+            print(f"  {filled['seconds']:.0f} s, {filled['bytes'] / 2**20:,.0f} MiB", flush=True)
+            big = daemon_round(f"{args.prefill // 1000:,}k stored", big_dir, scenarios, args, workdir, seed + 3000,
+                               fresh=False)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
     big_label = f"{args.prefill / 1e6:g}M stored"
-    print()
-    print(f"| {'run':<40} | {'events/s':>11} | {'req/s':>9} | {'p50 ms':>7} | {'p99 ms':>7} | {'srv':>5} |"
-          f" {'wrk':>5} | {'other':>5} | {'note':<22} |")
-    print(f"|{'-' * 42}|{'-' * 13}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 7}|{'-' * 7}|{'-' * 7}|{'-' * 24}|")
     labels = {"track": f"(a) track, {TRACK_CONNECTIONS} conns",
               "batch100": f"(b) batch 100, {args.batch_connections} conns",
               "batch500": f"(b) batch 500, {args.batch_connections} conns"}
-    for sname, _ in SCENARIOS:
-        print(fmt_row(f"daemon {labels[sname]}", empty[sname], f"{empty[sname]['requests_per_commit']:.1f} req/commit"))
-    for sname, _ in SCENARIOS:
-        print(fmt_row(f"HTTP ceiling: {labels[sname][4:]}", http[sname]))
-    for sname, _ in SCENARIOS:
-        print(fmt_row(f"daemon {big_label}: {labels[sname][4:]}", big[sname],
-                      f"{big[sname]['events_s'] / empty[sname]['events_s']:.0%} of empty"))
-    for label, st in (("storage ceiling (inserts)", storage), ("storage ceiling (+ per-user updates)", storage_touch)):
-        print(f"| {label:<40} | {st['events_s']:>11,.0f} | {'':>9} | {'':>7} | {'':>7} |"
-              f" {st['cpu'] * 100:>4.0f}% | {'':>5} | {st['other_cpu']:>5.2f} |"
-              f" {'mean of ' + ' & '.join(f'{x / 1000:,.1f}k' for x in st['runs']):<22} |")
+    share = f"{fixed_rate / http['track']['events_s']:.0%}" if fixed_rate else ""
+    fixed_label = f"(a') track at {share} of HTTP ceiling, fixed rate, {TRACK_CONNECTIONS} conns"
+    rows: list[tuple[str, dict[str, Any], str]] = []
+    for sname in names:
+        rows.append((f"daemon {labels[sname]}", empty[sname], f"{empty[sname]['requests_per_commit']:.1f} req/commit"))
+        if sname == "track" and "track_fixed" in empty:
+            r = empty["track_fixed"]
+            rows.append((f"daemon {fixed_label}", r, f"{r['requests_per_commit']:.1f} req/commit, {fixed_note(r)}"))
+    for sname in names:
+        rows.append((f"HTTP ceiling: {labels[sname][4:]}", http[sname], ""))
+        if sname == "track" and "track_fixed" in http:
+            r = http["track_fixed"]
+            ceiling_share = f"{r['rate'] / http['track']['events_s']:.0%}"
+            rows.append((f"HTTP ceiling: track at {ceiling_share} of itself, fixed rate", r, fixed_note(r)))
+    for sname in names if big else []:
+        rows.append((f"daemon {big_label}: {labels[sname][4:]}", big[sname],
+                     f"{big[sname]['events_s'] / empty[sname]['events_s']:.0%} of empty"))
+    storage_rows = []
+    if storage is not None and storage_touch is not None:
+        storage_rows = [("storage ceiling (inserts)", storage), ("storage ceiling (+ per-user updates)", storage_touch)]
     print()
-    track = empty["track"]
-    for sname in ("batch100", "batch500"):
+    print_table(rows, storage_rows)
+    print()
+    for sname in names:
+        if sname == "track" or storage is None or storage_touch is None:
+            continue
         ratio = empty[sname]["events_s"] / storage["events_s"]
         print(f"{sname} vs storage ceiling: {ratio:6.1%}  (target >= 80%: {'met' if ratio >= 0.8 else 'NOT met'})"
               f"  [vs ceiling with per-user updates: {empty[sname]['events_s'] / storage_touch['events_s']:.1%}]")
-    ratio = track["events_s"] / http["track"]["events_s"]
-    print(f"track vs HTTP ceiling:   {ratio:6.1%}  (target >= 35%: {'met' if ratio >= 0.35 else 'NOT met'});"
-          f" p99 {track['p99_ms']:.2f} ms (target < 10 ms: {'met' if track['p99_ms'] < 10 else 'NOT met'})")
-    print(f"cold start (spawn -> first 200 on /healthz): empty store {empty['cold_start_s'] * 1000:.0f} ms,"
-          f" {big_label} {big['cold_start_s'] * 1000:.0f} ms")
-    print(f"RSS: idle after start {empty['idle_rss_kib'] / 1024:.1f} MiB (empty store),"
-          f" {big['idle_rss_kib'] / 1024:.1f} MiB ({big_label});"
-          f" peak during runs {max(r['hwm_kib'] for k, r in empty.items() if isinstance(r, dict)) / 1024:.1f} MiB"
-          f" / {max(r['hwm_kib'] for k, r in big.items() if isinstance(r, dict)) / 1024:.1f} MiB")
-    print(f"storage ceiling: {storage['events']:,} events, {storage['new_users']:,} new users"
-          f" ({storage['new_users'] / storage['events']:.0%} of events also wrote a profile + identity row);"
-          f" prefill: {filled['events']:,} events in {filled['seconds']:.0f} s")
+    if with_track:
+        track = empty["track"]
+        ratio = track["events_s"] / http["track"]["events_s"]
+        print(f"track vs HTTP ceiling:   {ratio:6.1%}  (target >= 35%: {'met' if ratio >= 0.35 else 'NOT met'});"
+              f" p99 {track['p99_ms']:.2f} ms (target < 10 ms: {'met' if track['p99_ms'] < 10 else 'NOT met'})")
+    if "track_fixed" in empty:
+        r = empty["track_fixed"]
+        met, why = fixed_verdict(r)
+        print(f"track at {share} of HTTP ceiling ({r['rate']:,.0f} events/s, fixed rate): p50 {r['p50_ms']:.2f} ms,"
+              f" p99 {r['p99_ms']:.2f} ms (target < {FIXED_P99_MS:g} ms: {'met' if met else 'NOT met'}){why}")
+    cold = f"cold start (spawn -> first 200 on /healthz): empty store {empty['cold_start_s'] * 1000:.0f} ms"
+    rss = f"RSS: idle after start {empty['idle_rss_kib'] / 1024:.1f} MiB (empty store)"
+    peak = f"peak during runs {max(r['hwm_kib'] for r in empty.values() if isinstance(r, dict)) / 1024:.1f} MiB"
+    if big:
+        cold += f", {big_label} {big['cold_start_s'] * 1000:.0f} ms"
+        rss += f", {big['idle_rss_kib'] / 1024:.1f} MiB ({big_label})"
+        peak += f" / {max(r['hwm_kib'] for r in big.values() if isinstance(r, dict)) / 1024:.1f} MiB"
+    print(cold)
+    print(f"{rss}; {peak}")
+    facts = []
+    if storage is not None:
+        facts.append(f"storage ceiling: {storage['events']:,} events, {storage['new_users']:,} new users"
+                     f" ({storage['new_users'] / storage['events']:.0%} of events also wrote a profile + identity row)")
+    if filled is not None:
+        facts.append(f"prefill: {filled['events']:,} events in {filled['seconds']:.0f} s")
+    if facts:
+        print("; ".join(facts))
     return 0
 
 

@@ -385,12 +385,12 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
             return {}
         base = conn.execute(MAX_PID).fetchone()[0] + 1
         rows = []
-        for i, (ident, e) in enumerate(new):
+        for i, (_ident, e) in enumerate(new):
             assert e is not None
             rows.append((base + i, e.user_id, e.received_at, e.received_at))
         conn.executemany(INSERT_PROFILE_AT, rows)
         conn.executemany(INSERT_IDENTITY, [(ident, base + i) for i, (ident, _) in enumerate(new)])
-        for (ident, _), (pid, user_id, at, _) in zip(new, rows):
+        for (ident, _), (pid, user_id, _at, _) in zip(new, rows):
             self._remember(ident, pid)
             self._pid_user[pid] = user_id
         return {pid: at for pid, _, at, _ in rows}
