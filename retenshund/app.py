@@ -48,7 +48,7 @@ from .engine.engagement import settings_from_config
 from .engine.segments import SegmentEngine
 from .engine.timers import Timers
 from .durations import DefinitionError, parse_duration
-from .errors import ApiError
+from .errors import INTERNAL, ApiError
 from .inbox import Inbox
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -143,7 +143,7 @@ class App(Starlette):
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return json({"error": {"code": exc.code, "message": exc.message}}, status=exc.status, headers=exc.headers)
+    return json(exc.body(), status=exc.status, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -156,8 +156,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _crash(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
-    return json({"error": {"code": "internal_error", "message": "something went wrong on our side; it was logged"}},
-                status=500)
+    return json(INTERNAL.body(), status=500)
 
 
 async def _prune_loop(svc: Services) -> None:
@@ -323,6 +322,5 @@ def create_app(config: Config, *, clock: Clock | None = None, announce: bool = T
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _crash},
     )
     app.state.metrics = metrics
-    app.fast_path = ingest_api.FastPath(app, metrics, cors=bool(config.server.allowed_origins),
-                                        on_api_error=_api_error, on_crash=_crash)
+    app.fast_path = ingest_api.FastPath(app, metrics, cors=bool(config.server.allowed_origins))
     return app

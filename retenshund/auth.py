@@ -80,7 +80,11 @@ class Keyring:
 
 def key_from_headers(conn: HTTPConnection) -> str | None:
     """The API key from ``Authorization``: Basic (key as user name) or Bearer."""
-    header = conn.headers.get("authorization")
+    return key_from_header(conn.headers.get("authorization"))
+
+
+def key_from_header(header: str | None) -> str | None:
+    """The API key in an ``Authorization`` value: Basic (key as user name) or Bearer."""
     if not header:
         return None
     scheme, _, value = header.partition(" ")
@@ -101,7 +105,11 @@ def key_from_headers(conn: HTTPConnection) -> str | None:
 
 async def require_key(conn: HTTPConnection, keyring: Keyring, *, scope: str, body_key: str | None = None) -> Caller:
     """The caller's key, which must allow ``scope`` ("secret" or "ingest")."""
-    key = key_from_headers(conn) or body_key
+    return await check_key(keyring, key_from_headers(conn) or body_key, scope=scope)
+
+
+async def check_key(keyring: Keyring, key: str | None, *, scope: str) -> Caller:
+    """The caller of ``key``, which must allow ``scope`` ("secret" or "ingest")."""
     if not key:
         raise ApiError(401, "missing_api_key",
                        "send an API key: Authorization: Bearer <key>, HTTP Basic with the key as user name,"

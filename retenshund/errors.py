@@ -15,6 +15,13 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+    def body(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+INTERNAL = ApiError(500, "internal_error", "something went wrong on our side; it was logged")
+
+
 def bad_request(field: str, message: str) -> ApiError:
     """400 naming the field: ``field`` is a dotted path such as ``batch[3].event``."""
     return ApiError(400, "invalid_field", f"{field}: {message}")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -13,17 +17,11 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("retenshun_http_requests", "HTTP requests by route and status",
-                                ["method", "route", "status"], registry=r)
-        self.request_seconds = Histogram("retenshun_http_request_seconds", "HTTP request latency",
-                                         ["route"], registry=r,
-                                         buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5))
-        self.events = Counter("retenshun_events_ingested", "Events stored, by type", ["type"], registry=r)
-        self.duplicates = Counter("retenshun_events_duplicate", "Events dropped as duplicate messageId",
-                                  registry=r)
+        # Counted on every request: plain numbers kept by the event loop (the
+        # only thread that touches them), turned into samples at scrape time.
+        self._hot = _LoopMetrics()
+        r.register(self._hot)
         self.rejected = Counter("retenshun_events_rejected", "Events rejected as invalid", registry=r)
-        self.batch_size = Histogram("retenshun_ingest_batch_size", "Events per ingestion request", registry=r,
-                                    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500))
         self.commit_seconds = Histogram("retenshun_store_commit_seconds", "Group commit duration", registry=r,
                                         buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1))
         self.commit_ops = Histogram("retenshun_store_commit_ops", "Writes gathered into one commit", registry=r,
@@ -41,28 +39,24 @@ class Metrics:
             ["channel"], registry=r,
             buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 300, 3600))
 
-        # Children of labelled metrics, looked up once per label set: .labels()
-        # costs more than the increment on the ingestion path.
-        self._events_of: dict[str, Any] = {}
-        self._requests_of: dict[tuple[str, str, int], Any] = {}
-        self._seconds_of: dict[str, Any] = {}
-
-    def events_of(self, type_: str) -> Any:
-        child = self._events_of.get(type_)
-        if child is None:
-            child = self._events_of[type_] = self.events.labels(type_)
-        return child
-
     def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One HTTP request answered (event loop only)."""
+        hot = self._hot
         key = (method, route, status)
-        count = self._requests_of.get(key)
-        if count is None:
-            count = self._requests_of[key] = self.requests.labels(method, route, str(status))
-        count.inc()
-        latency = self._seconds_of.get(route)
+        hot.requests[key] = hot.requests.get(key, 0) + 1
+        latency = hot.latency.get(route)
         if latency is None:
-            latency = self._seconds_of[route] = self.request_seconds.labels(route)
+            latency = hot.latency[route] = _Histogram(_LATENCY_BUCKETS)
         latency.observe(seconds)
+
+    def ingested(self, events: int, stored: list[Any], duplicates: int) -> None:
+        """One ingestion request committed (event loop only)."""
+        hot = self._hot
+        hot.batch_size.observe(events)
+        by_type = hot.events
+        for e in stored:
+            by_type[e.type] = by_type.get(e.type, 0) + 1
+        hot.duplicates += duplicates
 
     def observe_commit(self, ops: int, seconds: float) -> None:
         self.commit_ops.observe(ops)
@@ -70,3 +64,61 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5)
+_BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500)
+
+
+class _Histogram:
+    """Bucket counts without a lock (one thread only)."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # first bucket with bound >= value
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out = []
+        total = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts):
+            total += n
+            out.append((floatToGoString(bound), total))
+        return out
+
+
+class _LoopMetrics:
+    """The per-request metrics, as a collector of the app's registry."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], int] = {}
+        self.latency: dict[str, _Histogram] = {}
+        self.events: dict[str, int] = {}
+        self.duplicates = 0
+        self.batch_size = _Histogram(_BATCH_BUCKETS)
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("retenshun_http_requests", "HTTP requests by route and status",
+                                       labels=["method", "route", "status"])
+        for (method, route, status), n in list(self.requests.items()):
+            requests.add_metric([method, route, str(status)], n)
+        yield requests
+        latency = HistogramMetricFamily("retenshun_http_request_seconds", "HTTP request latency", labels=["route"])
+        for route, h in list(self.latency.items()):
+            latency.add_metric([route], h.buckets(), h.sum)
+        yield latency
+        events = CounterMetricFamily("retenshun_events_ingested", "Events stored, by type", labels=["type"])
+        for type_, n in list(self.events.items()):
+            events.add_metric([type_], n)
+        yield events
+        yield CounterMetricFamily("retenshun_events_duplicate", "Events dropped as duplicate messageId",
+                                  value=self.duplicates)
+        batch = HistogramMetricFamily("retenshun_ingest_batch_size", "Events per ingestion request")
+        batch.add_metric([], self.batch_size.buckets(), self.batch_size.sum)
+        yield batch

@@ -2,88 +2,109 @@
 
 A 200 is sent only after the events are committed (the store's group commit).
 
-These are the busiest routes by far, so the app serves them through
-``FastPath`` before Starlette's middleware and router (see ``app.App``): the
-same handlers, errors and metrics, without the per-request layers between."""
+These are the busiest routes by far, so each is one framework-free function of
+(services, headers, receive) -> response body. ``FastPath`` serves them ahead
+of Starlette's middleware and router (see ``app.App``); the routed copies below
+serve the same functions to browsers when CORS is on, through the CORS
+middleware."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .. import ingest, openapi
-from ..auth import key_from_headers
-from ..errors import ApiError
+from ..auth import Caller, check_key, key_from_header
+from ..errors import INTERNAL, ApiError
+from ..services import Services
 from ..store.base import EventIn
-from .common import ingest_key, json, read_body, services
-
-_OK = json({"success": True})
-
+from .common import limit, services
 
 log = logging.getLogger("retenshund.api")
+_encode = msgspec.json.Encoder().encode
+OK = b'{"success":true}'
+
+# (services, lower-case request headers, ASGI receive) -> JSON response body
+Ingest = Callable[[Services, Mapping[str, str], Receive], Awaitable[bytes]]
 
 
-async def _store(request: Request, events: list[EventIn]) -> int:
-    svc = services(request)
+async def _read(receive: Receive, headers: Mapping[str, str], limit_bytes: int) -> bytes:
+    """The body, refused with 413 as soon as it passes the limit, gunzipped if
+    it says so (the limit applies to the inflated body too)."""
+    length = headers.get("content-length")
+    if length is not None:
+        try:
+            too_big = int(length) > limit_bytes
+        except ValueError:
+            raise ApiError(400, "invalid_header", "Content-Length must be a number") from None
+        if too_big:
+            raise ingest.too_large(limit_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit_bytes:
+                raise ingest.too_large(limit_bytes)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return ingest.read_body(raw, headers.get("content-encoding"), limit_bytes)
+
+
+async def _caller(svc: Services, key: str | None) -> Caller:
+    caller = await check_key(svc.keyring, key, scope="ingest")
+    limit(svc, caller)
+    return caller
+
+
+async def _store(svc: Services, events: list[EventIn]) -> int:
     result = await svc.store.ingest(events)
     m = svc.metrics
-    m.batch_size.observe(len(events))
-    if len(result.stored) == 1:
-        m.events_of(result.stored[0].type).inc()
-    else:
-        by_type: dict[str, int] = {}
-        for e in result.stored:
-            by_type[e.type] = by_type.get(e.type, 0) + 1
-        for type_, n in by_type.items():
-            m.events_of(type_).inc(n)
-    if result.duplicates:
-        m.duplicates.inc(result.duplicates)
+    m.ingested(len(events), result.stored, result.duplicates)
     return result.duplicates
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    # The limit applies to the decompressed body; a compressed one is read up
-    # to the same size (gzip never legitimately grows JSON).
-    raw = await read_body(request, limit)
-    return ingest.read_body(raw, request.headers.get("content-encoding"), limit)
-
-
-def _single(type_: str):  # type: ignore[no-untyped-def]
-    async def handler(request: Request) -> Response:
-        svc = services(request)
-        header_key = key_from_headers(request)
+def _single(type_: str) -> Ingest:
+    async def one(svc: Services, headers: Mapping[str, str], receive: Receive) -> bytes:
+        # A key in the header is checked before the body is read; Segment's
+        # browser SDK puts it in the body (writeKey) instead.
+        header_key = key_from_header(headers.get("authorization"))
         if header_key:
-            await ingest_key(request)
-        body = await _body(request, svc.config.limits.max_event_bytes)
+            await _caller(svc, header_key)
+        body = await _read(receive, headers, svc.config.limits.max_event_bytes)
         payload = ingest.decode_event(body, type_)
         payload.type = type_  # the route decides the type, as Segment does
         if not header_key:
-            await ingest_key(request, payload.writeKey)
-        event = ingest.normalise(payload, now_ms=svc.clock.now_ms())
-        await _store(request, [event])
-        return _OK
+            await _caller(svc, payload.writeKey)
+        await _store(svc, [ingest.normalise(payload, now_ms=svc.clock.now_ms())])
+        return OK
 
-    handler.__name__ = type_
-    return handler
+    one.__name__ = type_
+    return one
 
 
-async def batch(request: Request) -> Response:
-    svc = services(request)
+async def batch(svc: Services, headers: Mapping[str, str], receive: Receive) -> bytes:
     limits = svc.config.limits
-    header_key = key_from_headers(request)
+    header_key = key_from_header(headers.get("authorization"))
     if header_key:
-        await ingest_key(request)
-    body = await _body(request, limits.max_batch_bytes)
-    req = ingest.decode_batch(body)
+        await _caller(svc, header_key)
+    req = ingest.decode_batch(await _read(receive, headers, limits.max_batch_bytes))
     if not header_key:
-        await ingest_key(request, req.writeKey)
+        await _caller(svc, req.writeKey)
     if not req.batch:
         raise ApiError(400, "invalid_field", "batch: send at least one event")
     good, bad = ingest.normalise_batch(req, now_ms=svc.clock.now_ms(), max_event_bytes=limits.max_event_bytes)
@@ -94,65 +115,80 @@ async def batch(request: Request) -> Response:
         raise ApiError(400, "invalid_batch",
                        f"no event in the batch is valid; first problem: {first.message}"
                        + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
-    duplicates = await _store(request, good)
+    duplicates = await _store(svc, good)
     if not bad and not duplicates:
-        return _OK
+        return OK
     # Segment clients only read "success"; the rest tells a developer what went wrong.
-    return json(ingest.IngestResponse(success=True, accepted=len(good) - duplicates, duplicates=duplicates,
-                                      rejected=bad or None))
+    return _encode(ingest.IngestResponse(success=True, accepted=len(good) - duplicates, duplicates=duplicates,
+                                         rejected=bad or None))
 
 
-routes = [
-    *(Route(f"/v1/{t}", _single(t), methods=["POST"]) for t in ingest.TYPES),
-    Route("/v1/batch", batch, methods=["POST"]),
-    # Segment's own SDKs also use these shorter paths.
-    Route("/v1/import", batch, methods=["POST"]),
-]
+PATHS: dict[str, Ingest] = {
+    **{f"/v1/{t}": _single(t) for t in ingest.TYPES},
+    "/v1/batch": batch,
+    # Segment's own SDKs also use this path.
+    "/v1/import": batch,
+}
 
-Handler = Callable[[Request], Awaitable[Response]]
-ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+def _endpoint(fn: Ingest) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        body = await fn(services(request), request.headers, request.receive)
+        return Response(body, media_type="application/json")
+
+    return endpoint
+
+
+routes = [Route(path, _endpoint(fn), methods=["POST"]) for path, fn in PATHS.items()]
+
+_WANTED = {b"authorization": "authorization", b"content-length": "content-length",
+           b"content-encoding": "content-encoding"}
+_JSON = [(b"content-type", b"application/json")]
 
 
 class FastPath:
-    """Serves ``POST`` to the ingestion routes without Starlette's layers.
+    """Serves ``POST`` to the ingestion paths without Starlette's layers: the
+    same functions, the same error bodies and request metrics as the routed
+    app. Browser calls (an ``Origin`` header while CORS is on) are left to the
+    routed app, whose CORS middleware answers them."""
 
-    Answers exactly as the routed app would: the same handlers, the same error
-    bodies (through the app's own exception handlers) and the same request
-    metrics. Browser calls (an ``Origin`` header while CORS is on) take the
-    routed path, where the CORS middleware answers them."""
-
-    def __init__(self, app: Any, metrics: Any, *, cors: bool,
-                 on_api_error: ErrorHandler, on_crash: ErrorHandler) -> None:
+    def __init__(self, app: Any, metrics: Any, *, cors: bool) -> None:
         self.app = app
         self.metrics = metrics
         self.cors = cors
-        self.on_api_error = on_api_error
-        self.on_crash = on_crash
-        self.handlers: dict[str, Handler] = {r.path: r.endpoint for r in routes}  # type: ignore[misc]
 
-    def handler(self, scope: Scope) -> Handler | None:
+    def handler(self, scope: Scope) -> Ingest | None:
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
-        handler = self.handlers.get(scope["path"])
-        if handler is None or (self.cors and any(name == b"origin" for name, _ in scope["headers"])):
+        fn = PATHS.get(scope["path"])
+        if fn is None or (self.cors and any(name == b"origin" for name, _ in scope["headers"])):
             return None
-        return handler
+        return fn
 
-    async def serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(self, fn: Ingest, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        scope["app"] = self.app
-        request = Request(scope, receive)
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:  # names are lower-case (ASGI)
+            name = _WANTED.get(raw_name)
+            if name is not None and name not in headers:
+                headers[name] = raw_value.decode("latin-1")
+        status = 200
+        extra: list[tuple[bytes, bytes]] = []
         try:
-            response = await handler(request)
+            body = await fn(self.app.state.services, headers, receive)
         except ApiError as exc:
-            response = await self.on_api_error(request, exc)
+            status, body = exc.status, _encode(exc.body())
+            extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
         except ClientDisconnect:
             return  # nobody to answer; nothing was stored
-        except Exception as exc:
-            response = await self.on_crash(request, exc)
-        await response(scope, receive, send)
-        path = scope["path"]
-        self.metrics.request_done("POST", path, response.status_code, time.perf_counter() - started)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope["path"]})
+            status, body = 500, _encode(INTERNAL.body())
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-length", str(len(body)).encode()), *_JSON, *extra]})
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.request_done("POST", scope["path"], status, time.perf_counter() - started)
+
 
 openapi.document(
     *(openapi.Endpoint("POST", f"/v1/{t}", f"Segment {t} call", "ingest", ingest.SegmentEvent, ingest.IngestResponse)
