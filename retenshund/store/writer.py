@@ -47,6 +47,15 @@ class _Job:
 _STOP = object()
 
 
+class _Maintenance:
+    """Work for the writer thread outside any transaction (see ``Writer.maintain``)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        self.fn = fn
+
+
 class Writer:
     def __init__(
         self,
@@ -101,6 +110,12 @@ class Writer:
         self._queue.put(_Job(fn, future, loop, key, payload))
         return await future
 
+    def maintain(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``fn(conn)`` in the writer thread between two group commits,
+        outside any transaction. Callable from any thread; nobody waits for it
+        (errors are logged)."""
+        self._queue.put(_Maintenance(fn))
+
     async def close(self) -> None:
         """Finish everything queued, then close the connection."""
         if self._thread is None:
@@ -125,8 +140,16 @@ class Writer:
                 first = self._queue.get()
                 if first is _STOP:
                     break
-                jobs: list[_Job] = [first]
-                while len(jobs) < self._max_batch:
+                jobs: list[_Job] = []
+                upkeep: _Maintenance | None = None
+                nxt = first
+                while True:
+                    if isinstance(nxt, _Maintenance):
+                        upkeep = nxt  # after the jobs queued before it have committed
+                        break
+                    jobs.append(nxt)
+                    if len(jobs) >= self._max_batch:
+                        break
                     try:
                         nxt = self._queue.get_nowait()
                     except queue.Empty:
@@ -134,8 +157,13 @@ class Writer:
                     if nxt is _STOP:
                         stopping = True
                         break
-                    jobs.append(nxt)
-                self._run_batch(conn, jobs)
+                if jobs:
+                    self._run_batch(conn, jobs)
+                if upkeep is not None:
+                    try:
+                        upkeep.fn(conn)
+                    except Exception:
+                        log.exception("writer maintenance failed")
         finally:
             conn.close()
 

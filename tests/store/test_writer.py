@@ -115,3 +115,41 @@ async def test_merged_jobs_run_as_one_call_and_a_bad_payload_fails_alone(tmp_pat
     assert calls[0] == ["a", "bb", "bad", "ccc"]  # one call for all four first
     rows = sqlite3.connect(tmp_path / "w.db").execute("SELECT k FROM t ORDER BY k").fetchall()
     assert rows == [("a",), ("bb",), ("ccc",)]
+
+
+async def test_maintenance_runs_between_commits_outside_a_transaction(tmp_path: Path) -> None:
+    w = Writer(_connect(tmp_path / "w.db"))
+    w.start()
+    seen: list[tuple[bool, int]] = []
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    try:
+        def upkeep(conn: sqlite3.Connection) -> None:
+            seen.append((conn.in_transaction, conn.execute("SELECT count(*) FROM t").fetchone()[0]))
+            loop.call_soon_threadsafe(done.set_result, None)
+
+        def insert_and_ask(conn: sqlite3.Connection) -> int:
+            w.maintain(upkeep)  # asked for while this transaction is still open
+            return conn.execute("INSERT INTO t VALUES ('before')").rowcount
+
+        assert await w.run(insert_and_ask) == 1
+        await asyncio.wait_for(done, 5)
+        assert seen == [(False, 1)]  # after that commit, in no transaction of its own
+        assert await w.run(lambda conn: conn.execute("INSERT INTO t VALUES ('after')").rowcount) == 1
+    finally:
+        await w.close()
+
+
+async def test_failing_maintenance_is_logged_and_the_writer_goes_on(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    w = Writer(_connect(tmp_path / "w.db"))
+    w.start()
+    try:
+        def broken(conn: sqlite3.Connection) -> None:
+            raise RuntimeError("boom")
+
+        w.maintain(broken)
+        assert await w.run(lambda conn: conn.execute("INSERT INTO t VALUES ('x')").rowcount) == 1
+    finally:
+        await w.close()
+    assert "writer maintenance failed" in caplog.text

@@ -1,0 +1,68 @@
+"""The WAL is copied back by a thread of its own, and started over before it grows without end."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from pathlib import Path
+
+from retenshund.store.base import EventIn
+from retenshund.store.sqlite import Checkpointer, SqliteStore, _restart_wal
+
+T0 = 1_780_000_000_000
+
+
+def _events(start: int, n: int) -> list[EventIn]:
+    return [EventIn(message_id=f"m{i}", type="track", event="clicked", user_id=f"u{i % 97}",
+                    data={"properties": {"i": i}}, timestamp=T0 + i, received_at=T0 + i)
+            for i in range(start, start + n)]
+
+
+def _restarts_so_far(path: Path) -> int:
+    """The WAL header's checkpoint sequence number: SQLite adds one each time the
+    log is started over (https://sqlite.org/fileformat2.html#walformat)."""
+    with open(path.with_name(path.name + "-wal"), "rb") as f:
+        return int(struct.unpack(">I", f.read(16)[12:16])[0])
+
+
+async def test_under_steady_writes_the_log_is_started_over(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "data")
+    await store.open()
+    try:
+        await store._checkpointer.close()
+        asked = 0
+
+        def restart() -> None:
+            nonlocal asked
+            asked += 1
+            store.writer.maintain(_restart_wal)
+
+        store._checkpointer = Checkpointer(store.path, restart, interval_s=0.005, restart_frames=40)
+        store._checkpointer.start()
+        first = _restarts_so_far(store.path)
+        stop = False
+        written = 0
+
+        async def write(k: int) -> None:
+            # Back to back from several callers: the writer never waits for work,
+            # so the log is never idle long enough to start over by itself.
+            nonlocal written
+            i = 0
+            while not stop:
+                await store.ingest(_events(k * 1_000_000 + i, 10))
+                i += 10
+                written += 10
+
+        writers = [asyncio.create_task(write(k)) for k in range(4)]
+        deadline = time.monotonic() + 30
+        try:
+            while not (asked >= 2 and _restarts_so_far(store.path) >= first + 2):
+                assert time.monotonic() < deadline, "the log was never started over"
+                await asyncio.sleep(0.01)  # polling a condition, with a deadline
+        finally:
+            stop = True
+            await asyncio.gather(*writers)
+        assert len(await store.events_after(0, 1_000_000)) == written  # nothing lost on the way
+    finally:
+        await store.close()
