@@ -85,6 +85,11 @@ class Http:
         self.writer.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(clients: int, rate: float, connections: int, daemon: Daemon, via: str = "send") -> dict:
     host, port = "127.0.0.1", daemon.port
     http = await Http.open(host, port)
@@ -138,6 +143,7 @@ async def run(clients: int, rate: float, connections: int, daemon: Daemon, via: 
         idle.put_nowait(h)
 
     loop = asyncio.get_running_loop()
+    cpu_before = _cpu_seconds(daemon.pid)
     start = loop.time() + 0.1
     tasks: list[asyncio.Task[None]] = []
     for i in range(clients):  # open loop: request i is due at start + i / rate
@@ -151,12 +157,13 @@ async def run(clients: int, rate: float, connections: int, daemon: Daemon, via: 
         await asyncio.wait_for(done, 60)
     except TimeoutError:
         pass
+    daemon_cpu = (_cpu_seconds(daemon.pid) - cpu_before) / (loop.time() - start)
     latencies = [(arrived[i] - sent_at[i]) * 1000 for i in arrived]
     for h in pool + [http]:
         h.close()
     swarm.close()
     return {"clients": clients, "opened_in_s": opened_in, "sent": len(sent_at), "statuses": statuses,
-            "delivered": len(arrived), "lost_sockets": swarm.lost, "send_rate": len(sent_at) / send_span,
+            "delivered": len(arrived), "lost_sockets": swarm.lost, "daemon_cpu": daemon_cpu, "send_rate": len(sent_at) / send_span,
             "ttt_ms": {p: percentile(latencies, p) for p in (50, 90, 99, 100)},
             "ttt_mean_ms": statistics.mean(latencies) if latencies else None,
             "accepted_ms": {p: percentile([a * 1000 for a in accepted], p) for p in (50, 99)}}
@@ -192,7 +199,8 @@ async def main() -> None:
         print(f"  {n:6d} connected: p50 {t[50]:6.1f} ms  p90 {t[90]:6.1f} ms  p99 {t[99]:6.1f} ms  "
               f"max {t[100]:6.1f} ms   (202 in p50 {r['accepted_ms'][50]:.1f} / p99 {r['accepted_ms'][99]:.1f} ms; "
               f"{r['delivered']}/{r['sent']} delivered, sent at {r['send_rate']:.0f}/s, statuses {r['statuses']}, "
-              f"{r['lost_sockets']} sockets lost; opened in {r['opened_in_s']:.1f} s)", flush=True)
+              f"{r['lost_sockets']} sockets lost; opened in {r['opened_in_s']:.1f} s; daemon CPU {r['daemon_cpu']:.0%})",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -257,9 +257,9 @@ INSERT_PROFILE = "INSERT INTO profiles (pid, user_id, created_at, last_seen_at) 
 INSERT_IDENTITY = "INSERT INTO identities (id, pid) VALUES (?, ?)"
 INSERT_EVENT = ("INSERT INTO events (pid, message_id, type, event, user_id, anonymous_id, data, timestamp,"
                 " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-TOUCH_PROFILE = "UPDATE profiles SET last_seen_at = max(last_seen_at, ?) WHERE pid = ?"
-ADD_ACTIVITY = ("INSERT INTO activity_days (pid, day, count) VALUES (?, ?, ?)"
-                " ON CONFLICT (pid, day) DO UPDATE SET count = count + excluded.count")
+ADD_ACTIVITY = ("INSERT INTO activity_days (pid, day, count, last_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (pid, day) DO UPDATE SET count = count + excluded.count,"
+                " last_at = max(last_at, excluded.last_at)")
 DAY_MS = 86_400_000
 
 
@@ -272,8 +272,8 @@ def storage_ceiling(db: Path, events: int, touch: bool, seed: int) -> dict[str, 
 
     Per event: one message_ids row and one events row; for a user's first event
     also one profiles row and one identities row. With ``touch``, per transaction
-    and distinct user also what the daemon updates: profiles.last_seen_at and
-    (when the schema has it) the activity_days counter."""
+    and distinct user also what the daemon updates: the activity_days row (its
+    counter and last_at, which is also where a profile's last_seen_at comes from)."""
     from retenshund.store.migrate import apply_sqlite
 
     rnd = random.Random(seed)
@@ -313,10 +313,8 @@ def storage_ceiling(db: Path, events: int, touch: bool, seed: int) -> dict[str, 
             conn.executemany(INSERT_PROFILE, profiles)
             conn.executemany(INSERT_IDENTITY, identities)
         conn.executemany(INSERT_EVENT, rows)
-        if touch:
-            conn.executemany(TOUCH_PROFILE, touched)
-            if activity:
-                conn.executemany(ADD_ACTIVITY, [(pid, TIMESTAMP_MS // DAY_MS, 1) for pid, _ in touched])
+        if activity:
+            conn.executemany(ADD_ACTIVITY, [(pid, TIMESTAMP_MS // DAY_MS, 1, at) for pid, at in touched])
         conn.execute("COMMIT")
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
@@ -408,7 +406,8 @@ def prefill(db: Path, events: int, seed: int) -> dict[str, Any]:
     conn.execute("INSERT INTO message_ids (message_id, received_at)"
                  " SELECT message_id, received_at FROM events ORDER BY message_id")
     if has_table(conn, "activity_days"):
-        conn.execute(f"INSERT INTO activity_days (pid, day, count) SELECT pid, timestamp / {DAY_MS}, count(*)"
+        conn.execute(f"INSERT INTO activity_days (pid, day, count, last_at)"
+                     f" SELECT pid, timestamp / {DAY_MS}, count(*), max(received_at)"
                      f" FROM events GROUP BY pid, timestamp / {DAY_MS}")
     for _name, sql in indexes:
         conn.execute(sql)

@@ -57,23 +57,29 @@ INSERT_PROFILE = "INSERT INTO profiles (user_id, created_at, last_seen_at) VALUE
 ADOPT_PROFILE = "UPDATE profiles SET user_id = ? WHERE pid = ?"
 PROFILE_TRAITS = "SELECT traits FROM profiles WHERE pid = ?"
 SET_TRAITS = "UPDATE profiles SET traits = ? WHERE pid = ?"
-TOUCH_PROFILE = "UPDATE profiles SET last_seen_at = max(last_seen_at, ?) WHERE pid = ?"
 ADD_ACTIVITY = (
-    "INSERT INTO activity_days (pid, day, count) VALUES (?, ?, ?)"
-    " ON CONFLICT (pid, day) DO UPDATE SET count = count + excluded.count"
+    "INSERT INTO activity_days (pid, day, count, last_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (pid, day) DO UPDATE SET count = count + excluded.count, last_at = max(last_at, excluded.last_at)"
 )
 MERGE_ACTIVITY = (
-    "INSERT INTO activity_days (pid, day, count) SELECT ?, day, count FROM activity_days WHERE pid = ?"
-    " ON CONFLICT (pid, day) DO UPDATE SET count = activity_days.count + excluded.count"
+    "INSERT INTO activity_days (pid, day, count, last_at)"
+    " SELECT ?, day, count, last_at FROM activity_days WHERE pid = ?"
+    " ON CONFLICT (pid, day) DO UPDATE SET count = activity_days.count + excluded.count,"
+    " last_at = max(activity_days.last_at, excluded.last_at)"
 )
+# A profile's last_seen_at: its own column (creation, merges) or the last
+# activity, whichever is later. Ingestion keeps activity_days up to date
+# anyway; rewriting the profile row for every event cost a random page write.
+LAST_SEEN = ("max(profiles.last_seen_at, coalesce("
+             "(SELECT max(a.last_at) FROM activity_days a WHERE a.pid = profiles.pid), 0))")
 DELETE_ACTIVITY = "DELETE FROM activity_days WHERE pid = ?"
 DAY_MS = 86_400_000
 PROFILE_ROW = (
-    "SELECT pid, user_id, traits, preferences, created_at, last_seen_at FROM profiles WHERE pid = ?"
+    f"SELECT pid, user_id, traits, preferences, created_at, {LAST_SEEN} FROM profiles WHERE pid = ?"
 )
 PROFILE_OF_USER = (
-    "SELECT p.pid, p.user_id, p.traits, p.preferences, p.created_at, p.last_seen_at"
-    " FROM identities i JOIN profiles p ON p.pid = i.pid WHERE i.id = ?"
+    f"SELECT profiles.pid, profiles.user_id, profiles.traits, profiles.preferences, profiles.created_at, {LAST_SEEN}"
+    " FROM identities i JOIN profiles ON profiles.pid = i.pid WHERE i.id = ?"
 )
 MERGE_PROFILE_INTO = """
 UPDATE profiles SET
@@ -127,7 +133,7 @@ KEY_COLUMNS = "key_id, kind, hint, label, created_at, revoked_at"
 FIND_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
 LIST_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"
 REVOKE_KEY = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
-SEARCH_USERS = "SELECT pid, user_id, traits, created_at, last_seen_at FROM profiles WHERE "
+SEARCH_USERS = f"SELECT pid, user_id, traits, created_at, {LAST_SEEN} FROM profiles WHERE "
 
 # Tables keyed by profile that a merge moves and a GDPR delete empties:
 # (move statement or None, delete statement), children before parents.
@@ -328,7 +334,7 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
             return IngestResult([], duplicates)
         conn.executemany(INSERT_IDS, [(e.message_id, e.received_at) for e in fresh])
 
-        created = self._prepare_senders(conn, fresh)
+        self._prepare_senders(conn, fresh)
         try:
             # Identity resolution and profile side effects, in order: a later
             # identify may merge the profile an earlier event created.
@@ -339,24 +345,25 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
 
         rows = []
         pids = []
-        touched: dict[int, int] = {}
-        activity: dict[tuple[int, int], int] = {}
+        activity: dict[tuple[int, int], list[int]] = {}  # (pid, day) -> [count, last received]
         for e in fresh:
             pid = self._final_pid(conn, e)
             pids.append(pid)
-            if touched.get(pid, 0) < e.received_at:
-                touched[pid] = e.received_at
             if not e.data.get("internal"):
-                # What the user did, not what we did to them, feeds the baseline.
+                # What the user did, not what we did to them, feeds the baseline
+                # and last_seen_at.
                 key = (pid, e.timestamp // DAY_MS)
-                activity[key] = activity.get(key, 0) + 1
+                day = activity.get(key)
+                if day is None:
+                    activity[key] = [1, e.received_at]
+                else:
+                    day[0] += 1
+                    day[1] = max(day[1], e.received_at)
             rows.append((pid, e.message_id, e.type, e.event, e.user_id, e.anonymous_id,
                          _encode(e.data).decode(), e.timestamp, e.received_at))
         conn.executemany(INSERT_EVENT, rows)
         last = conn.execute(LAST_ROWID).fetchone()[0]
-        # A profile created by this call was stamped with its first event's time.
-        conn.executemany(TOUCH_PROFILE, [(at, pid) for pid, at in touched.items() if created.get(pid) != at])
-        conn.executemany(ADD_ACTIVITY, [(pid, day, n) for (pid, day), n in activity.items()])
+        conn.executemany(ADD_ACTIVITY, [(pid, day, n, at) for (pid, day), (n, at) in activity.items()])
         first = last - len(rows) + 1
         stored = [
             StoredEvent(id=first + i, pid=pid, profile_user_id=self._user_of(conn, pid),
@@ -367,7 +374,7 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         ]
         return IngestResult(stored, duplicates)
 
-    def _prepare_senders(self, conn: sqlite3.Connection, events: list[EventIn]) -> dict[int, int]:
+    def _prepare_senders(self, conn: sqlite3.Connection, events: list[EventIn]) -> None:
         """Look up every sender of ``events`` in one query, and create in bulk
         the profiles that resolving them one by one would create.
 
@@ -375,8 +382,7 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         gets a new profile at its first event, provided no earlier event in the
         list names that id (an alias or an identify with both ids could link it
         first). Those are exactly the profiles ``_resolve`` would create, so the
-        result is the same, with two statements instead of three per new user.
-        Returns the new profiles: pid -> the time they were stamped with."""
+        result is the same, with two statements instead of three per new user."""
         refs: list[tuple[str, EventIn | None]] = []  # (ident, the event if it may create it)
         for e in events:
             single = e.type != "alias" and (e.user_id is None) != (e.anonymous_id is None)
@@ -391,7 +397,7 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
                     refs.append(("a:" + previous, None))
         unknown = list({ident: None for ident, _ in refs if ident not in self._ident})
         if not unknown:
-            return {}
+            return
         for chunk in _chunks(unknown, _CHUNK):
             for ident, pid in conn.execute(LOOKUP_IDENTITIES.format(marks=",".join("?" * len(chunk))), chunk):
                 self._remember(ident, pid)
@@ -404,7 +410,7 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         # Absent idents left to _resolve are known not to exist: no query for them.
         self._absent.update(ident for ident, e in first.items() if e is None)
         if not new:
-            return {}
+            return
         base = conn.execute(MAX_PID).fetchone()[0] + 1
         rows = []
         for i, (_ident, e) in enumerate(new):
@@ -415,7 +421,6 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         for (ident, _), (pid, user_id, _at, _) in zip(new, rows):
             self._remember(ident, pid)
             self._pid_user[pid] = user_id
-        return {pid: at for pid, _, at, _ in rows}
 
     def _lookup(self, conn: sqlite3.Connection, ident: str) -> int | None:
         pid = self._ident.get(ident)

@@ -40,7 +40,8 @@ TRAIT_INDEXES = "SELECT name FROM sqlite_master WHERE type = 'index' AND name LI
 # literal: json_extract(traits, ?) would not use the index.
 _TRAIT_EXPR = "json_extract(traits, '$.{trait}')"
 FIND_BY_TRAIT = ("SELECT user_id FROM profiles WHERE " + _TRAIT_EXPR + " = ? AND user_id IS NOT NULL"
-                 " ORDER BY last_seen_at DESC LIMIT 1")
+                 " ORDER BY max(last_seen_at, coalesce((SELECT max(a.last_at) FROM activity_days a"
+                 " WHERE a.pid = profiles.pid), 0)) DESC LIMIT 1")
 CREATE_TRAIT_INDEX = "CREATE INDEX IF NOT EXISTS profiles_webhook_trait_{trait} ON profiles(" + _TRAIT_EXPR + ")"
 DROP_INDEX = "DROP INDEX IF EXISTS {name}"
 

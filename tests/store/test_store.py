@@ -281,3 +281,20 @@ def test_a_batch_resolves_people_exactly_as_its_events_one_by_one(tmp_path_facto
         assert await outcome(one_by_one=False) == await outcome(one_by_one=True)
 
     asyncio.run(run())
+
+
+async def test_last_seen_is_the_latest_event_received_of_the_person(store: Store) -> None:
+    await store.ingest([ev("m1", at=T0)])
+    await store.ingest([ev("m2", at=T0 + 5_000), ev("m3", user="u2", at=T0 + 9_000)])
+    # What we do to a user (internal events, e.g. a message sent) is not them being seen.
+    await store.ingest([EventIn(message_id="m4", type="track", event="message_sent", user_id="u1",
+                                data={"internal": True}, timestamp=T0 + 20_000, received_at=T0 + 20_000)])
+    p1, p2 = await store.get_profile("u1"), await store.get_profile("u2")
+    assert p1 is not None and p2 is not None
+    assert (p1.created_at, p1.last_seen_at) == (T0, T0 + 5_000)
+    assert (p2.created_at, p2.last_seen_at) == (T0 + 9_000, T0 + 9_000)
+    # Merged people keep the later of the two.
+    await store.ingest([ev("m5", user=None, anon="a9", at=T0 + 30_000)])
+    await store.ingest([ev("m6", "alias", user="u1", at=T0 + 1_000, previousId="a9")])
+    merged = await store.get_profile("u1")
+    assert merged is not None and merged.last_seen_at == T0 + 30_000
