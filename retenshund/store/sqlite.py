@@ -46,7 +46,8 @@ INSERT_EVENT = (
 )
 LAST_ROWID = "SELECT last_insert_rowid()"
 LOOKUP_IDENTITY = "SELECT pid FROM identities WHERE id = ?"
-LOOKUP_IDENTITIES = "SELECT id, pid FROM identities WHERE id IN ({marks})"
+LOOKUP_IDENTITIES = ("SELECT i.id, i.pid, p.user_id FROM identities i JOIN profiles p ON p.pid = i.pid"
+                     " WHERE i.id IN ({marks})")
 MAX_PID = "SELECT coalesce(max(pid), 0) FROM profiles"
 INSERT_PROFILE_AT = "INSERT INTO profiles (pid, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)"
 INSERT_IDENTITY = "INSERT OR REPLACE INTO identities (id, pid) VALUES (?, ?)"
@@ -399,8 +400,10 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         if not unknown:
             return
         for chunk in _chunks(unknown, _CHUNK):
-            for ident, pid in conn.execute(LOOKUP_IDENTITIES.format(marks=",".join("?" * len(chunk))), chunk):
+            for ident, pid, user_id in conn.execute(LOOKUP_IDENTITIES.format(marks=",".join("?" * len(chunk))),
+                                                    chunk):
                 self._remember(ident, pid)
+                self._remember_user(pid, user_id)
         absent = {ident for ident in unknown if ident not in self._ident}
         first: dict[str, EventIn | None] = {}
         for ident, e in refs:
@@ -445,10 +448,13 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
             return self._pid_user[pid]
         row = conn.execute(PROFILE_USER, (pid,)).fetchone()
         user = row[0] if row else None
+        self._remember_user(pid, user)
+        return user
+
+    def _remember_user(self, pid: int, user_id: str | None) -> None:
         if len(self._pid_user) >= _CACHE_LIMIT:
             self._pid_user.clear()
-        self._pid_user[pid] = user
-        return user
+        self._pid_user[pid] = user_id
 
     def _new_profile(self, conn: sqlite3.Connection, user_id: str | None, ident: str, now: int) -> int:
         cur = conn.execute(INSERT_PROFILE, (user_id, now, now))
