@@ -170,12 +170,14 @@ class Checkpointer:
     every millisecond that moment never comes; the log grows without end, and
     every page read searches a larger index of it (ingestion fell to 70% of its
     speed within a minute). So when the log is past ``restart_frames`` after a
-    round, the writer thread is asked (``restart``, run between two group
-    commits) to copy the few frames committed since and restart the log: one
-    short pause of the writer, instead of two threads waiting for each other's
-    locks. ``journal_size_limit`` then gives the file back to the disk."""
+    round, the writer thread is asked (``restart(urgent)``, run between two
+    group commits) to copy the frames committed since and restart the log. That
+    pauses the writer for a moment (an fsync or two: tens of milliseconds on a
+    slow disk), so it waits for a moment when nothing is queued; past twice
+    ``restart_frames`` it is urgent and happens at the next commit anyway.
+    ``journal_size_limit`` then gives the file back to the disk."""
 
-    def __init__(self, path: Path, restart: Callable[[], None], *, interval_s: float = 1.0,
+    def __init__(self, path: Path, restart: Callable[[bool], None], *, interval_s: float = 1.0,
                  restart_frames: int = 65536) -> None:
         self.path = path
         self.restart = restart
@@ -198,7 +200,7 @@ class Checkpointer:
                 except sqlite3.Error:
                     continue  # busy or locked: the next round catches up
                 if frames >= self.restart_frames:
-                    self.restart()
+                    self.restart(frames >= 2 * self.restart_frames)
         finally:
             conn.close()
 
@@ -247,7 +249,8 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
 
     async def open(self) -> None:
         self.writer.start()  # creates the file and applies migrations first
-        self._checkpointer = Checkpointer(self.path, lambda: self.writer.maintain(_restart_wal))
+        self._checkpointer = Checkpointer(
+            self.path, lambda urgent: self.writer.maintain(_restart_wal, when_idle=not urgent))
         self._checkpointer.start()
         self._read = await aiosqlite.connect(self.path)
         await self._read.executescript(PRAGMAS)

@@ -50,10 +50,11 @@ _STOP = object()
 class _Maintenance:
     """Work for the writer thread outside any transaction (see ``Writer.maintain``)."""
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "when_idle")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], None], when_idle: bool) -> None:
         self.fn = fn
+        self.when_idle = when_idle
 
 
 class Writer:
@@ -110,11 +111,13 @@ class Writer:
         self._queue.put(_Job(fn, future, loop, key, payload))
         return await future
 
-    def maintain(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+    def maintain(self, fn: Callable[[sqlite3.Connection], None], *, when_idle: bool = False) -> None:
         """Run ``fn(conn)`` in the writer thread between two group commits,
         outside any transaction. Callable from any thread; nobody waits for it
-        (errors are logged)."""
-        self._queue.put(_Maintenance(fn))
+        (errors are logged). ``when_idle``: not before the writer has nothing
+        queued (it may wait long under steady load; ask again without it to
+        insist). At most one such request waits; a newer one replaces it."""
+        self._queue.put(_Maintenance(fn, when_idle))
 
     async def close(self) -> None:
         """Finish everything queued, then close the connection."""
@@ -135,6 +138,7 @@ class Writer:
             return
         self._ready.set()
         stopping = False
+        waiting: _Maintenance | None = None  # for an idle moment
         try:
             while not stopping:
                 first = self._queue.get()
@@ -144,12 +148,16 @@ class Writer:
                 upkeep: _Maintenance | None = None
                 nxt = first
                 while True:
-                    if isinstance(nxt, _Maintenance):
+                    if isinstance(nxt, _Maintenance) and nxt.when_idle:
+                        waiting = nxt  # run below, once nothing is queued
+                    elif isinstance(nxt, _Maintenance):
+                        waiting = None
                         upkeep = nxt  # after the jobs queued before it have committed
                         break
-                    jobs.append(nxt)
-                    if len(jobs) >= self._max_batch:
-                        break
+                    else:
+                        jobs.append(nxt)
+                        if len(jobs) >= self._max_batch:
+                            break
                     try:
                         nxt = self._queue.get_nowait()
                     except queue.Empty:
@@ -159,6 +167,8 @@ class Writer:
                         break
                 if jobs:
                     self._run_batch(conn, jobs)
+                if upkeep is None and waiting is not None and self._queue.empty():
+                    upkeep, waiting = waiting, None
                 if upkeep is not None:
                     try:
                         upkeep.fn(conn)

@@ -33,10 +33,10 @@ async def test_under_steady_writes_the_log_is_started_over(tmp_path: Path) -> No
         await store._checkpointer.close()
         asked = 0
 
-        def restart() -> None:
+        def restart(urgent: bool) -> None:
             nonlocal asked
             asked += 1
-            store.writer.maintain(_restart_wal)
+            store.writer.maintain(_restart_wal, when_idle=not urgent)
 
         store._checkpointer = Checkpointer(store.path, restart, interval_s=0.005, restart_frames=40)
         store._checkpointer.start()

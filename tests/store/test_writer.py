@@ -153,3 +153,41 @@ async def test_failing_maintenance_is_logged_and_the_writer_goes_on(tmp_path: Pa
     finally:
         await w.close()
     assert "writer maintenance failed" in caplog.text
+
+
+async def _until(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
+@pytest.mark.parametrize("when_idle, rows_seen", [(True, 2), (False, 1)])
+async def test_idle_maintenance_waits_until_nothing_is_queued(tmp_path: Path, when_idle: bool,
+                                                              rows_seen: int) -> None:
+    import threading
+
+    w = Writer(_connect(tmp_path / "w.db"))
+    w.start()
+    release = threading.Event()
+    seen: list[int] = []
+    try:
+        def held(conn: sqlite3.Connection) -> int:
+            release.wait(5)  # the writer is busy while the rest queues up
+            return conn.execute("INSERT INTO t VALUES ('1')").rowcount
+
+        first = asyncio.ensure_future(w.run(held))
+        await _until(lambda: w.pending == 1)
+        w.maintain(lambda conn: seen.append(conn.execute("SELECT count(*) FROM t").fetchone()[0]),
+                   when_idle=when_idle)
+        second = asyncio.ensure_future(w.run(lambda conn: conn.execute("INSERT INTO t VALUES ('2')").rowcount))
+        await _until(lambda: w.pending == 2)
+        release.set()
+        assert await first == 1 and await second == 1
+        await _until(lambda: bool(seen))
+        # Idle: after the job queued behind it too. Not idle: right after the job before it.
+        assert seen == [rows_seen]
+    finally:
+        release.set()
+        await w.close()
