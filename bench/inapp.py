@@ -6,6 +6,11 @@
 ``--via track``: the request is ``POST /v1/track`` of an event that an automation
 with no wait answers with an in-app message (event -> automation -> frame).
 
+Before the timed sends every user is identified (one ``/v1/batch`` of identify
+calls per 500 users, then until the daemon is idle): someone with an open inbox
+is someone the app has signed in. ``--first-seen`` skips that, so each timed
+event is also the user's first (a new profile, a first engagement baseline).
+
 For each client count N: start the real daemon (``python -m retenshund``,
 pinned to CPU 0), open one WebSocket per user (``u0`` .. ``u{N-1}``, each with
 its own user token) from this process (pinned to CPU 1), create an in-app
@@ -90,7 +95,27 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(clients: int, rate: float, connections: int, daemon: Daemon, via: str = "send") -> dict:
+async def identify_all(http: Http, clients: int, daemon: Daemon) -> float:
+    """Every user identified before the timed sends, as an app does when someone
+    signs in (a user with an open inbox is someone the app knows); then until
+    the daemon has finished with that (its CPU at rest). Returns the seconds taken."""
+    started = time.monotonic()
+    for first in range(0, clients, 500):
+        batch = [{"type": "identify", "userId": f"u{i}", "traits": {"plan": "pro"}}
+                 for i in range(first, min(clients, first + 500))]
+        status, body = await http.request("POST", "/v1/batch", json.dumps({"batch": batch}).encode())
+        assert status == 200, body
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until a quarter second with the daemon (nearly) idle
+        before = _cpu_seconds(daemon.pid)
+        await asyncio.sleep(0.25)
+        if _cpu_seconds(daemon.pid) - before < 0.025:
+            break
+    return time.monotonic() - started
+
+
+async def run(clients: int, rate: float, connections: int, daemon: Daemon, via: str = "send",
+              first_seen: bool = False) -> dict:
     host, port = "127.0.0.1", daemon.port
     http = await Http.open(host, port)
     status, body = await http.request("PUT", "/v1/templates/milestone", json.dumps(TEMPLATE).encode())
@@ -106,6 +131,8 @@ async def run(clients: int, rate: float, connections: int, daemon: Daemon, via: 
     opened_in = await swarm.open(paths)
     hellos = sum(1 for c in swarm.clients if c.first_text and c.first_text.startswith(b'{"type":"hello"'))
     assert hellos == clients, f"{hellos} hellos for {clients} clients"
+    if not first_seen:
+        await identify_all(http, clients, daemon)
 
     sent_at: dict[int, float] = {}
     arrived: dict[int, float] = {}
@@ -175,6 +202,8 @@ async def main() -> None:
     p.add_argument("--rate", type=float, default=500.0, help="sends per second (one message per user)")
     p.add_argument("--connections", type=int, default=16, help="keep-alive HTTP connections for the sends")
     p.add_argument("--keep", action="store_true", help="keep the data directories")
+    p.add_argument("--first-seen", action="store_true",
+                   help="do not identify the users first: each one's first event is the timed one")
     p.add_argument("--via", choices=["send", "track"], default="send",
                    help="send: POST /v1/messages/send; track: POST /v1/track answered by an automation")
     args = p.parse_args()
@@ -190,7 +219,7 @@ async def main() -> None:
         daemon = Daemon(work / "data", taskset=daemon_cpu)
         daemon.start()
         try:
-            r = await run(n, args.rate, args.connections, daemon, args.via)
+            r = await run(n, args.rate, args.connections, daemon, args.via, args.first_seen)
         finally:
             daemon.stop()
             if not args.keep:
