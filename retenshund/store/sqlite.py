@@ -4,6 +4,7 @@ writer thread, reads on their own aiosqlite connection. All of its SQL is here."
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 import time
@@ -24,6 +25,7 @@ from .sqlite_segments import SEGMENTS_PROFILE_TABLES, SegmentsSqlite
 from .sqlite_webhooks import WEBHOOKS_PROFILE_TABLES, WebhooksSqlite
 from .writer import Writer
 
+log = logging.getLogger("retenshund.store")
 _encode = msgspec.json.Encoder().encode
 _decode_obj = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -47,8 +49,10 @@ INSERT_EVENT = (
 )
 LAST_ROWID = "SELECT last_insert_rowid()"
 LOOKUP_IDENTITY = "SELECT pid FROM identities WHERE id = ?"
-LOOKUP_IDENTITIES = ("SELECT i.id, i.pid, p.user_id FROM identities i JOIN profiles p ON p.pid = i.pid"
+LOOKUP_IDENTITIES = ("SELECT i.id, i.pid, p.user_id FROM identities i LEFT JOIN profiles p ON p.pid = i.pid"
                      " WHERE i.id IN ({marks})")
+# New ids only: if one existed after all, fail loudly instead of repointing it.
+INSERT_NEW_IDENTITY = "INSERT INTO identities (id, pid) VALUES (?, ?)"
 MAX_PID = "SELECT coalesce(max(pid), 0) FROM profiles"
 INSERT_PROFILE_AT = "INSERT INTO profiles (pid, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)"
 INSERT_IDENTITY = "INSERT OR REPLACE INTO identities (id, pid) VALUES (?, ?)"
@@ -79,9 +83,11 @@ DAY_MS = 86_400_000
 PROFILE_ROW = (
     f"SELECT pid, user_id, traits, preferences, created_at, {LAST_SEEN} FROM profiles WHERE pid = ?"
 )
+# What delivering needs (traits, preferences), on the path of every message: no
+# last_seen_at look-up in activity_days here (the column alone is returned).
 PROFILE_OF_USER = (
-    f"SELECT profiles.pid, profiles.user_id, profiles.traits, profiles.preferences, profiles.created_at, {LAST_SEEN}"
-    " FROM identities i JOIN profiles ON profiles.pid = i.pid WHERE i.id = ?"
+    "SELECT p.pid, p.user_id, p.traits, p.preferences, p.created_at, p.last_seen_at"
+    " FROM identities i JOIN profiles p ON p.pid = i.pid WHERE i.id = ?"
 )
 MERGE_PROFILE_INTO = """
 UPDATE profiles SET
@@ -150,8 +156,18 @@ _CHUNK = 500
 
 def _restart_wal(conn: sqlite3.Connection) -> None:
     """In the writer thread, between transactions: copy what the checkpointer
-    has not yet, so that the next commit writes the log from its start."""
-    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    has not yet, so that the next commit writes the log from its start.
+
+    RESTART waits (the busy handler) until no reader is inside the log; a long
+    read must not hold every write up for the usual 5 s, so it waits 20 ms at
+    most here, and a busy result just means the checkpointer asks again."""
+    conn.execute("PRAGMA busy_timeout = 20")
+    try:
+        busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+    finally:
+        conn.execute("PRAGMA busy_timeout = 5000")
+    if busy:
+        log.info("WAL restart postponed: a reader or checkpoint was busy")
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -420,12 +436,15 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         unknown = list({ident: None for ident, _ in refs if ident not in self._ident})
         if not unknown:
             return
+        found: set[str] = set()
         for chunk in _chunks(unknown, _CHUNK):
             for ident, pid, user_id in conn.execute(LOOKUP_IDENTITIES.format(marks=",".join("?" * len(chunk))),
                                                     chunk):
+                found.add(ident)
                 self._remember(ident, pid)
                 self._remember_user(pid, user_id)
-        absent = {ident for ident in unknown if ident not in self._ident}
+        # From the rows, not the cache: the cache may have been emptied on the way.
+        absent = set(unknown) - found
         first: dict[str, EventIn | None] = {}
         for ident, e in refs:
             if ident in absent and ident not in first:
@@ -441,7 +460,7 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
             assert e is not None
             rows.append((base + i, e.user_id, e.received_at, e.received_at))
         conn.executemany(INSERT_PROFILE_AT, rows)
-        conn.executemany(INSERT_IDENTITY, [(ident, base + i) for i, (ident, _) in enumerate(new)])
+        conn.executemany(INSERT_NEW_IDENTITY, [(ident, base + i) for i, (ident, _) in enumerate(new)])
         for (ident, _), (pid, user_id, _at, _) in zip(new, rows):
             self._remember(ident, pid)
             self._pid_user[pid] = user_id
@@ -584,7 +603,8 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
 
     async def profile_for_send(self, user_id: str) -> Profile | None:
         """Traits and preferences in one read (no groups): what rendering and
-        preference checks need, on the hot path of every delivery."""
+        preference checks need, on the hot path of every delivery. Its
+        ``last_seen_at`` is the profile row's own, not the API's (see LAST_SEEN)."""
         row = await self._one(PROFILE_OF_USER, ("u:" + user_id,))
         if row is None:
             return None

@@ -298,3 +298,28 @@ async def test_last_seen_is_the_latest_event_received_of_the_person(store: Store
     await store.ingest([ev("m6", "alias", user="u1", at=T0 + 1_000, previousId="a9")])
     merged = await store.get_profile("u1")
     assert merged is not None and merged.last_seen_at == T0 + 30_000
+
+
+async def test_returning_senders_keep_their_profiles_when_the_id_cache_fills_mid_batch(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    """The writer's id -> profile cache is emptied when full, possibly in the
+    middle of looking up a batch's senders; who is new must come from the rows
+    found, not from what the cache still holds."""
+    import retenshund.store.sqlite as sqlite_store
+
+    s = sqlite_store.SqliteStore(tmp_path / "data")
+    await s.open()
+    try:
+        first = await s.ingest([ev(f"a{i}", user=None, anon=f"v{i}") for i in range(3)]
+                               + [ev(f"u{i}", user=f"p{i}") for i in range(3)])
+        pid_of = {e.anonymous_id or e.user_id: e.pid for e in first.stored}
+        s._forget()
+        monkeypatch.setattr(sqlite_store, "_CACHE_LIMIT", 3)
+        s._remember("x:1", 99)
+        s._remember("x:2", 98)  # one more entry and the cache is emptied
+        again = await s.ingest([ev(f"b{i}", user=None, anon=f"v{i}") for i in range(3)]
+                               + [ev(f"w{i}", user=f"p{i}") for i in range(3)])
+        assert {e.anonymous_id or e.user_id: e.pid for e in again.stored} == pid_of
+        assert again.duplicates == 0
+    finally:
+        await s.close()
