@@ -194,7 +194,30 @@ class AutomationEngine:
                 assert e.event is not None
                 await self._on_event(e, e.event)
 
-        await self._each(list(by_user.values()), user_events)
+        # Most events of a busy app trigger nothing: a user none of whose events
+        # here can act (no trigger whose `where` passes, no exit, goal or wait
+        # on its name) needs no task and no lock. All of a user's events stay
+        # together otherwise: an earlier one may start a run that a later one
+        # resumes.
+        await self._each([evs for evs in by_user.values() if any(self._may_act(e) for e in evs)], user_events)
+
+    def _may_act(self, e: StoredEvent) -> bool:
+        name = e.event or ""
+        if name in self._exits or name in self._goals or name in self._waited or name in ("segment_entered",
+                                                                                          "segment_exited"):
+            return True
+        triggered = self._by_event.get(name)
+        if not triggered:
+            return False
+        view: dict[str, Any] | None = None
+        for a in triggered:
+            if a.trigger.where is None:
+                return True
+            if view is None:
+                view = event_view(e)
+            if match_where(a.trigger.where, view):
+                return True
+        return False
 
     async def _on_event(self, e: StoredEvent, name: str) -> None:
         user_id = e.profile_user_id

@@ -406,7 +406,8 @@ def _resolve(root: Mapping[str, Any], path: str, parts: tuple[str, ...]) -> Any:
         return root[path]
     current: Any = root
     for part in parts:
-        if isinstance(current, Mapping):
+        # dict first: the ABC check costs several times more, on every event.
+        if type(current) is dict or isinstance(current, Mapping):
             if part not in current:
                 return _MISSING
             current = current[part]

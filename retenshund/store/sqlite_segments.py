@@ -214,8 +214,8 @@ class SqliteSegmentTx:
     def add_event_times(self, rows: list[tuple[int, str, int, int]]) -> None:
         self._conn.executemany(ADD_TIMES, rows)
 
-    def prune_event_times(self, pid: int, name: str, before: int) -> None:
-        self._conn.execute(PRUNE_TIMES, (pid, name, before))
+    def prune_event_times(self, rows: list[tuple[int, str, int]]) -> None:
+        self._conn.executemany(PRUNE_TIMES, rows)
 
     def prune_name(self, name: str, before: int) -> None:
         self._conn.execute(PRUNE_NAME, (name, before))
