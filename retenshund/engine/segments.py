@@ -129,6 +129,7 @@ class SegmentTx(EngagementTx, Protocol):
         """Forget (pid, name) occurrences at or before each row's time."""
         ...
     def event_times(self, pid: int, name: str) -> list[int]: ...
+    def timers_of(self, pid: int) -> dict[str, int]: ...
     def segment_row(self, segment_id: str) -> SegmentRow | None: ...
     def save_segment(self, segment_id: str, name: str, condition: str, now_ms: int) -> int: ...
     def rename_segment(self, segment_id: str, name: str, now_ms: int) -> None: ...
@@ -362,6 +363,8 @@ class SegmentEngine:
         timers. Returns the earliest timer set."""
         facts = self._facts(tx, pid, now // DAY_MS)
         members = tx.memberships(pid)
+        # Timers are written only where they change: most events move none.
+        timers = tx.timers_of(pid) if any(segment.timed for segment in segments) else {}
         earliest = None
         for segment in segments:
             self.evaluations += 1
@@ -370,7 +373,8 @@ class SegmentEngine:
                 self._flip(tx, segment.segment_id, pid, user_id, value, now, cause)
             if segment.timed:
                 due = next_change_ms(segment.cond, facts, now)
-                tx.set_timer(pid, segment.segment_id, due)
+                if timers.get(segment.segment_id) != due:
+                    tx.set_timer(pid, segment.segment_id, due)
                 earliest = _earliest(earliest, due)
         return earliest
 

@@ -74,6 +74,7 @@ SET_TIMER = (
     " ON CONFLICT (pid, segment_id) DO UPDATE SET due_at = excluded.due_at"
 )
 DELETE_TIMER = "DELETE FROM segment_timers WHERE pid = ? AND segment_id = ?"
+TIMERS_OF = "SELECT segment_id, due_at FROM segment_timers WHERE pid = ?"
 DUE_TIMERS = "SELECT pid, segment_id, due_at FROM segment_timers WHERE due_at <= ? ORDER BY due_at LIMIT ?"
 NEXT_TIMER = "SELECT min(due_at) FROM segment_timers"
 
@@ -205,6 +206,9 @@ class SqliteSegmentTx:
             self._conn.execute(DELETE_TIMER, (pid, segment_id))
         else:
             self._conn.execute(SET_TIMER, (pid, segment_id, due))
+
+    def timers_of(self, pid: int) -> dict[str, int]:
+        return dict(self._conn.execute(TIMERS_OF, (pid,)).fetchall())
 
     def due_timers(self, now_ms: int, limit: int) -> list[tuple[int, str, int]]:
         return self._conn.execute(DUE_TIMERS, (now_ms, limit)).fetchall()
