@@ -95,16 +95,19 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def identify_all(http: Http, clients: int, daemon: Daemon) -> float:
+async def identify_all(clients: int, daemon: Daemon) -> float:
     """Every user identified before the timed sends, as an app does when someone
     signs in (a user with an open inbox is someone the app knows); then until
     the daemon has finished with that (its CPU at rest). Returns the seconds taken."""
     started = time.monotonic()
+    # A connection of its own: one opened before the sockets may have idled out.
+    http = await Http.open("127.0.0.1", daemon.port)
     for first in range(0, clients, 500):
         batch = [{"type": "identify", "userId": f"u{i}", "traits": {"plan": "pro"}}
                  for i in range(first, min(clients, first + 500))]
         status, body = await http.request("POST", "/v1/batch", json.dumps({"batch": batch}).encode())
         assert status == 200, body
+    http.close()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until a quarter second with the daemon (nearly) idle
         before = _cpu_seconds(daemon.pid)
@@ -132,7 +135,7 @@ async def run(clients: int, rate: float, connections: int, daemon: Daemon, via: 
     hellos = sum(1 for c in swarm.clients if c.first_text and c.first_text.startswith(b'{"type":"hello"'))
     assert hellos == clients, f"{hellos} hellos for {clients} clients"
     if not first_seen:
-        await identify_all(http, clients, daemon)
+        await identify_all(clients, daemon)
 
     sent_at: dict[int, float] = {}
     arrived: dict[int, float] = {}
