@@ -169,7 +169,7 @@ class AutomationsSqlite:
             self._journal(conn, pid, journal)
             if first is None:
                 return WithEvents((r, None), None)
-            made, ingested = self._transition(conn, first, r.started_at, self._lease_ms)
+            made, ingested = self._transition(conn, first, r.started_at, self._lease_ms, pid)
             return WithEvents((r, made), ingested)
 
         return await self._run_with_events(go)  # type: ignore[no-any-return]
@@ -177,7 +177,7 @@ class AutomationsSqlite:
     _lease_ms = 60_000
 
     def _transition(self, conn: sqlite3.Connection, t: Transition, now_ms: int,
-                    lease_ms: int) -> tuple[list[Message], IngestResult | None]:
+                    lease_ms: int, pid: int | None = None) -> tuple[list[Message], IngestResult | None]:
         conn.execute(CLAIM_STEP, (t.run_id, t.step_key, now_ms, t.outcome))
         moved = conn.execute(MOVE_RUN, (
             _encode(t.position).decode(), t.status, t.wait_until, t.waiting_for, now_ms, t.status, now_ms,
@@ -185,8 +185,9 @@ class AutomationsSqlite:
         if not moved:
             raise _Stale()
         made, ingested = self._insert_messages(conn, t.messages, now_ms, lease_ms)
-        row = conn.execute(GET_RUN, (t.run_id,)).fetchone()
-        self._journal(conn, row[3], t.journal)
+        if pid is None:
+            pid = conn.execute(GET_RUN, (t.run_id,)).fetchone()[3]
+        self._journal(conn, pid, t.journal)
         return made, ingested
 
     async def apply_transition(self, t: Transition, now_ms: int, lease_ms: int) -> list[Message] | None:

@@ -235,20 +235,25 @@ class MessagingSqlite:
             pid = self._lookup(conn, "u:" + n.user_id)
             if pid is None:
                 pid = self._new_profile(conn, n.user_id, "u:" + n.user_id, now_ms)
+            # In-app, delivered now: the inbox row is ours, so writing it here is
+            # the delivery (exactly once, no job, no second transaction). The
+            # message row is written delivered at once; its history still shows
+            # queued, then delivered.
+            inline = n.status == "queued" and n.inbox is not None
             conn.execute(INSERT_MESSAGE, (
-                n.message_id, pid, n.user_id, n.channel, n.template_id, n.category, n.status, n.reason,
+                n.message_id, pid, n.user_id, n.channel, n.template_id, n.category,
+                "delivered" if inline else n.status, n.reason,
                 _encode(n.variables).decode(), _encode(n.event).decode() if n.event is not None else None,
-                n.automation_id, n.run_id, None, n.trigger_at, now_ms, now_ms, None, n.fallback_of))
+                n.automation_id, n.run_id,
+                _encode(n.rendered).decode() if inline and n.rendered else None,
+                n.trigger_at, now_ms, now_ms, now_ms if inline else None, n.fallback_of))
             conn.execute(ADD_HISTORY, (n.message_id, n.message_id, n.status, now_ms, n.reason))
             history = [HistoryEntry(n.status, now_ms, n.reason)]
             unread = None
-            if n.status == "queued" and n.inbox is not None:
-                # In-app, delivered now: the inbox row is ours, so writing it here
-                # is the delivery (exactly once, no job, no second transaction).
+            if inline:
                 i = n.inbox
+                assert i is not None
                 conn.execute(INSERT_INBOX, (i.id, pid, i.title, i.body, i.url, _encode(i.data).decode(), i.created_at))
-                conn.execute(SET_DELIVERED, ("delivered", now_ms, _encode(n.rendered).decode() if n.rendered else None,
-                                             now_ms, n.message_id))
                 conn.execute(ADD_HISTORY, (n.message_id, n.message_id, "delivered", now_ms, None))
                 history.append(HistoryEntry("delivered", now_ms, None))
                 unread = int(conn.execute(INBOX_UNREAD, (pid,)).fetchone()[0])
