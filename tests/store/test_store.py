@@ -323,3 +323,21 @@ async def test_returning_senders_keep_their_profiles_when_the_id_cache_fills_mid
         assert again.duplicates == 0
     finally:
         await s.close()
+
+
+def test_the_unread_count_reads_only_unread_rows(tmp_path: Any) -> None:
+    """It goes out with every in-app message: a user with years of read messages
+    must not make each delivery walk all of them."""
+    import sqlite3
+
+    from retenshund.store.migrate import apply_sqlite
+    from retenshund.store.sqlite_messaging import INBOX_UNREAD
+
+    conn = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
+    apply_sqlite(conn)
+    conn.executemany("INSERT INTO inbox (id, pid, title, created_at, read_at) VALUES (?, 1, 't', ?, ?)",
+                     [(f"m{i}", i, i if i < 500 else None) for i in range(503)])
+    plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + INBOX_UNREAD, (1,)))
+    assert "USING INDEX inbox_unread" in plan
+    assert conn.execute(INBOX_UNREAD, (1,)).fetchone()[0] == 3
+    conn.close()
