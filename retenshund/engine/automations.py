@@ -179,52 +179,49 @@ class AutomationEngine:
     async def on_events(self, events: list[StoredEvent]) -> None:
         """Each user's events in order; different users at the same time (their
         steps then share group commits instead of queueing one by one)."""
-        by_user: dict[str, list[StoredEvent]] = {}
+        by_user: dict[str, list[tuple[StoredEvent, list[Automation]]]] = {}
+        acting: set[str] = set()
         for e in events:
-            if e.profile_user_id is None or e.type != "track" or not e.event:
+            user_id = e.profile_user_id
+            if user_id is None or e.type != "track" or not e.event:
                 continue
             name = e.event
-            if not (name in self._exits or name in self._goals or name in self._waited or name in self._by_event
-                    or name in ("segment_entered", "segment_exited")):
+            effects = name in self._exits or name in self._goals or name in self._waited
+            if not (effects or name in self._by_event or name in ("segment_entered", "segment_exited")):
                 continue
-            by_user.setdefault(e.profile_user_id, []).append(e)
+            # `where` filters depend on the event alone: checked once, here.
+            matched = self._matched(e, name)
+            by_user.setdefault(user_id, []).append((e, matched))
+            if effects or matched:
+                acting.add(user_id)
 
-        async def user_events(evs: list[StoredEvent]) -> None:
-            for e in evs:
-                assert e.event is not None
-                await self._on_event(e, e.event)
+        async def user_events(evs: list[tuple[StoredEvent, list[Automation]]]) -> None:
+            for e, matched in evs:
+                await self._on_event(e, matched)
 
         # Most events of a busy app trigger nothing: a user none of whose events
-        # here can act (no trigger whose `where` passes, no exit, goal or wait
-        # on its name) needs no task and no lock. All of a user's events stay
-        # together otherwise: an earlier one may start a run that a later one
-        # resumes.
-        await self._each([evs for evs in by_user.values() if any(self._may_act(e) for e in evs)], user_events)
+        # here can act (no trigger that matches, no exit, goal or wait on its
+        # name) needs no task and no lock. All of a user's events stay together
+        # otherwise: an earlier one may start a run that a later one resumes.
+        await self._each([evs for user_id, evs in by_user.items() if user_id in acting], user_events)
 
-    def _may_act(self, e: StoredEvent) -> bool:
-        name = e.event or ""
-        if name in self._exits or name in self._goals or name in self._waited or name in ("segment_entered",
-                                                                                          "segment_exited"):
-            return True
-        triggered = self._by_event.get(name)
+    def _matched(self, e: StoredEvent, name: str) -> list[Automation]:
+        """The automations this event triggers (name, segment, `where`)."""
+        triggered: list[Automation] = self._by_event.get(name, [])
+        if name in ("segment_entered", "segment_exited"):
+            segment = (e.data.get("properties") or {}).get("segment_id")
+            triggered = [*triggered, *self._by_segment.get((name, segment), [])]
         if not triggered:
-            return False
-        view: dict[str, Any] | None = None
-        for a in triggered:
-            if a.trigger.where is None:
-                return True
-            if view is None:
-                view = event_view(e)
-            if match_where(a.trigger.where, view):
-                return True
-        return False
+            return []
+        view = event_view(e)
+        return [a for a in triggered if a.trigger.where is None or match_where(a.trigger.where, view)]
 
-    async def _on_event(self, e: StoredEvent, name: str) -> None:
+    async def _on_event(self, e: StoredEvent, matched: list[Automation]) -> None:
         user_id = e.profile_user_id
-        assert user_id is not None
+        assert user_id is not None and e.event is not None
         async with self._user(user_id):
-            await self._actor_effects(e, name, user_id)
-        await self._triggers(e, name, user_id)
+            await self._actor_effects(e, e.event, user_id)
+        await self._triggers(e, user_id, matched)
 
     async def _actor_effects(self, e: StoredEvent, name: str, user_id: str) -> None:
         """What the event does to the actor's own runs: exits, goals, waits."""
@@ -242,16 +239,10 @@ class AutomationEngine:
             for run in await self.store.runs_waiting_for(e.pid, name):
                 await self._resume_wait_for(run, happened=True, event=e)
 
-    async def _triggers(self, e: StoredEvent, name: str, user_id: str) -> None:
-        triggered: list[Automation] = list(self._by_event.get(name, []))
-        if name in ("segment_entered", "segment_exited"):
-            segment = (e.data.get("properties") or {}).get("segment_id")
-            triggered += self._by_segment.get((name, segment), [])
+    async def _triggers(self, e: StoredEvent, user_id: str, matched: list[Automation]) -> None:
         view = event_view(e)
-        for a in triggered:
+        for a in matched:
             t = a.trigger
-            if t.where is not None and not match_where(t.where, view):
-                continue
             targets = [user_id]
             if t.group_path:
                 group_id = _path(view, t.group_path)
