@@ -6,7 +6,6 @@ error names the field (``batch[3].event``) and what to send instead."""
 from __future__ import annotations
 
 import gzip
-import uuid
 import zlib
 from typing import Any
 
@@ -14,6 +13,7 @@ import msgspec
 
 from .clock import parse_iso
 from .errors import ApiError
+from .ids import random_hex
 from .store.base import EventIn
 
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -206,7 +206,7 @@ def normalise(
     elif sent_at is not None:
         timestamp = now_ms - (sent_at - timestamp)
 
-    message_id = _id(p.messageId, f("messageId")) or f"srv-{uuid.uuid4()}"
+    message_id = _id(p.messageId, f("messageId")) or f"srv-{random_hex()}"
     return EventIn(message_id=message_id, type=type_, event=event, user_id=user_id,
                    anonymous_id=anonymous_id, data=data, timestamp=timestamp, received_at=now_ms)
 

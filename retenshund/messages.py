@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import time
 from typing import Any
 
@@ -12,6 +11,7 @@ import msgspec
 
 from .clock import iso
 from .errors import ApiError
+from .ids import random_bytes
 from .store.base import Message
 
 CHANNELS = ("email", "push", "in_app")
@@ -38,7 +38,7 @@ class Queued(msgspec.Struct):
 def new_message_id() -> str:
     """``msg_`` + 26 chars of Crockford-ish base32: 48 bits of time, then 80 random bits,
     so ids sort by creation and cannot be guessed."""
-    raw = (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
+    raw = (time.time_ns() // 1_000_000).to_bytes(6, "big") + random_bytes(10)
     return "msg_" + base64.b32encode(raw).decode().rstrip("=").lower()
 
 

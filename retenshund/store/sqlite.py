@@ -353,24 +353,19 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         return out
 
     def _ingest(self, conn: sqlite3.Connection, events: list[EventIn],
-                fresh_index: list[int] | None = None) -> IngestResult:
-        seen: set[str] = set()
-        ids = [e.message_id for e in events]
-        for chunk in _chunks(ids, _CHUNK):
-            sql = SEEN_IDS.format(marks=",".join("?" * len(chunk)))
-            seen.update(row[0] for row in conn.execute(sql, chunk))
-        fresh: list[EventIn] = []
-        for index, e in enumerate(events):
-            if e.message_id in seen:
-                continue
-            seen.add(e.message_id)
-            fresh.append(e)
-            if fresh_index is not None:
-                fresh_index.append(index)
+                fresh_index: list[int] | None = None, *, once_only: bool = False) -> IngestResult:
+        """``once_only``: events the caller makes exactly once (in the transaction
+        that changes what they report, such as a message's status), so the
+        messageId dedupe table, there for clients that retry, is left out."""
+        if once_only:
+            fresh = events
+        else:
+            fresh = self._unseen(conn, events, fresh_index)
         duplicates = len(events) - len(fresh)
         if not fresh:
             return IngestResult([], duplicates)
-        conn.executemany(INSERT_IDS, [(e.message_id, e.received_at) for e in fresh])
+        if not once_only:
+            conn.executemany(INSERT_IDS, [(e.message_id, e.received_at) for e in fresh])
 
         self._prepare_senders(conn, fresh)
         try:
@@ -399,9 +394,13 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
                     day[1] = max(day[1], e.received_at)
             rows.append((pid, e.message_id, e.type, e.event, e.user_id, e.anonymous_id,
                          _encode(e.data).decode(), e.timestamp, e.received_at))
-        conn.executemany(INSERT_EVENT, rows)
-        last = conn.execute(LAST_ROWID).fetchone()[0]
-        conn.executemany(ADD_ACTIVITY, [(pid, day, n, at) for (pid, day), (n, at) in activity.items()])
+        if len(rows) == 1:
+            last = conn.execute(INSERT_EVENT, rows[0]).lastrowid
+        else:
+            conn.executemany(INSERT_EVENT, rows)
+            last = conn.execute(LAST_ROWID).fetchone()[0]
+        if activity:
+            conn.executemany(ADD_ACTIVITY, [(pid, day, n, at) for (pid, day), (n, at) in activity.items()])
         first = last - len(rows) + 1
         stored = [
             StoredEvent(id=first + i, pid=pid, profile_user_id=self._user_of(conn, pid),
@@ -411,6 +410,24 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
             for i, (e, pid) in enumerate(zip(fresh, pids))
         ]
         return IngestResult(stored, duplicates)
+
+    def _unseen(self, conn: sqlite3.Connection, events: list[EventIn],
+                fresh_index: list[int] | None) -> list[EventIn]:
+        """The events whose messageId is neither stored nor earlier in the list."""
+        seen: set[str] = set()
+        ids = [e.message_id for e in events]
+        for chunk in _chunks(ids, _CHUNK):
+            sql = SEEN_IDS.format(marks=",".join("?" * len(chunk)))
+            seen.update(row[0] for row in conn.execute(sql, chunk))
+        fresh: list[EventIn] = []
+        for index, e in enumerate(events):
+            if e.message_id in seen:
+                continue
+            seen.add(e.message_id)
+            fresh.append(e)
+            if fresh_index is not None:
+                fresh_index.append(index)
+        return fresh
 
     def _prepare_senders(self, conn: sqlite3.Connection, events: list[EventIn]) -> None:
         """Look up every sender of ``events`` in one query, and create in bulk

@@ -153,7 +153,8 @@ class AutomationsSqlite:
             pid = self._lookup(conn, "u:" + run.user_id)
             if pid is None:
                 pid = self._new_profile(conn, run.user_id, "u:" + run.user_id, run.started_at)
-            if conn.execute(GET_RUN, (run.run_id,)).fetchone() is not None:
+            # Without a cap, the insert itself tells whether the run exists already.
+            if cap is not None and conn.execute(GET_RUN, (run.run_id,)).fetchone() is not None:
                 return WithEvents(None, None)
             if cap is not None:
                 count = conn.execute(RECENT_RUNS, (pid, run.automation_id, run.started_at - cap[1])).fetchone()[0]
@@ -161,11 +162,13 @@ class AutomationsSqlite:
                     self._journal(conn, pid, skipped)
                     return WithEvents(None, None)
             r = msgspec.structs.replace(run, pid=pid)
-            conn.execute(INSERT_RUN, (
+            inserted = conn.execute(INSERT_RUN, (
                 r.run_id, r.automation_id, r.version, pid, r.user_id, r.status, int(r.holdout),
                 _encode(r.trigger_event).decode() if r.trigger_event is not None else None, r.trigger_at,
                 _encode(r.position).decode(), r.wait_until, r.waiting_for, r.goal_at, r.started_at, r.updated_at,
-                r.ended_at))
+                r.ended_at)).rowcount
+            if not inserted:
+                return WithEvents(None, None)
             self._journal(conn, pid, journal)
             if first is None:
                 return WithEvents((r, None), None)

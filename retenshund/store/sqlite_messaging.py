@@ -138,7 +138,8 @@ class MessagingSqlite:
     def _lookup(self, conn: sqlite3.Connection, ident: str) -> int | None: ...  # pragma: no cover
     def _new_profile(self, conn: sqlite3.Connection, user_id: str | None, ident: str,
                      now: int) -> int: ...  # pragma: no cover
-    def _ingest(self, conn: sqlite3.Connection, events: list[EventIn]) -> IngestResult: ...  # pragma: no cover
+    def _ingest(self, conn: sqlite3.Connection, events: list[EventIn], fresh_index: list[int] | None = None, *,
+                once_only: bool = False) -> IngestResult: ...  # pragma: no cover
 
     async def _run_with_events(self, fn: Any) -> Any:
         result: WithEvents = await self.writer.run(fn)
@@ -159,10 +160,11 @@ class MessagingSqlite:
             props["automation_id"] = automation_id
         if detail:
             props["detail"] = detail
-        # The id makes the event once-only: a retried status change stores nothing new.
+        # Once-only by construction: a status is reached once (the callers check the
+        # message's status in this same transaction), so no dedupe row is needed.
         return self._ingest(conn, [EventIn(message_id=f"{message_id}:{status}", type="track", event=name,
                                            user_id=user_id, data={"properties": props, "internal": True},
-                                           timestamp=now, received_at=now)])
+                                           timestamp=now, received_at=now)], once_only=True)
 
     def _set_status(self, conn: sqlite3.Connection, message_id: str, status: str, now: int,
                     detail: str | None = None, reason: str | None = None) -> IngestResult | None:
@@ -260,8 +262,14 @@ class MessagingSqlite:
             elif n.status == "queued":
                 lease = now_ms + lease_ms if n.due_at <= now_ms else None
                 conn.execute(INSERT_JOB, (n.message_id, n.due_at, 0, now_ms, lease))
-            row = conn.execute(GET_MESSAGE, (n.message_id,)).fetchone()
-            m = _message(row, history)
+            # The row as written, without reading it back.
+            m = Message(message_id=n.message_id, pid=pid, user_id=n.user_id, channel=n.channel,
+                        template_id=n.template_id, category=n.category,
+                        status="delivered" if inline else n.status, reason=n.reason, variables=n.variables,
+                        event=n.event, automation_id=n.automation_id, run_id=n.run_id,
+                        rendered=n.rendered if inline and n.rendered else None, trigger_at=n.trigger_at,
+                        created_at=now_ms, updated_at=now_ms, delivered_at=now_ms if inline else None,
+                        history=history)
             if unread is not None:
                 m.inbox, m.unread_after = n.inbox, unread
                 ingested = _merge_results(ingested, self._status_events(conn, m, "delivered", now_ms, None))

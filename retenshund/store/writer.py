@@ -182,7 +182,19 @@ class Writer:
         started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            i = 0
+            if len(jobs) == 1:
+                # Alone in its transaction, a job needs no savepoint: if it fails,
+                # the rollback of the whole undoes exactly its work.
+                job = jobs[0]
+                try:
+                    value = job.fn(conn, [job.payload])[0] if job.merge_key is not None else job.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK")
+                    self._rolled_back()
+                    self._deliver(jobs, [(False, exc)], [], time.perf_counter() - started)
+                    return
+                results.append((True, value))
+            i = len(jobs) if len(jobs) == 1 else 0
             while i < len(jobs):
                 job = jobs[i]
                 if job.merge_key is None:

@@ -46,6 +46,22 @@ async def test_status_changes_are_events_in_the_users_stream(api: Api) -> None:
                                           "template_id": "milestone"}
 
 
+async def test_each_status_is_one_event_however_often_it_is_reached_again(api: Api) -> None:
+    # Status events skip the messageId dedupe table: the status machine alone
+    # must keep them once-only.
+    await setup_user(api)
+    await put_template(api)
+    out = await send(api, {"user_id": "u1", "channel": "in_app"})
+    mid = out["message_id"]
+    await wait_status(api, mid, "delivered")
+    token = (await api.post("/v1/users/u1/token")).json()["token"]
+    for path in (f"/v1/inbox/{mid}/read", f"/v1/inbox/{mid}/read", f"/v1/inbox/{mid}/archive"):
+        assert (await api.post(path, {}, key=token)).status_code == 200
+    await settle(api)
+    names = [e["event"] for e in (await api.get("/v1/users/u1/events")).json()["events"]]
+    assert names.count("message_delivered") == 1 and names.count("message_opened") == 1
+
+
 async def test_idempotency_key_replays_the_first_answer(api: Api) -> None:
     await setup_user(api)
     await put_template(api)

@@ -37,6 +37,25 @@ async def test_a_failing_write_does_not_undo_the_others_in_its_transaction(tmp_p
     assert rows == [("a",), ("b",)]
 
 
+async def test_a_lone_failing_write_leaves_nothing_behind_and_the_next_commits(tmp_path: Path) -> None:
+    # Alone in its transaction a job runs without a savepoint: its failure must
+    # still undo what it wrote before failing.
+    w = Writer(_connect(tmp_path / "w.db"))
+    w.start()
+    try:
+        def half(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES ('half')")
+            raise ValueError("second statement failed")
+
+        with pytest.raises(ValueError):
+            await w.run(half)
+        assert await w.run(lambda conn: conn.execute("INSERT INTO t VALUES ('next')").rowcount) == 1
+    finally:
+        await w.close()
+    rows = sqlite3.connect(tmp_path / "w.db").execute("SELECT k FROM t ORDER BY k").fetchall()
+    assert rows == [("next",)]
+
+
 async def test_the_answer_comes_after_the_data_is_readable_by_another_connection(tmp_path: Path) -> None:
     w = Writer(_connect(tmp_path / "w.db"))
     w.start()
