@@ -114,6 +114,9 @@ class AutomationEngine:
 
     async def _each(self, items: list[Any], fn: Any, width: int = 256) -> None:
         """``fn(item)`` for every item, ``width`` at a time."""
+        if len(items) == 1:
+            await fn(items[0])  # the common case: no task to create and gather
+            return
         for i in range(0, len(items), width):
             await asyncio.gather(*(fn(item) for item in items[i:i + width]))
 
@@ -219,8 +222,10 @@ class AutomationEngine:
     async def _on_event(self, e: StoredEvent, matched: list[Automation]) -> None:
         user_id = e.profile_user_id
         assert user_id is not None and e.event is not None
-        async with self._user(user_id):
-            await self._actor_effects(e, e.event, user_id)
+        name = e.event
+        if name in self._exits or name in self._goals or name in self._waited:
+            async with self._user(user_id):
+                await self._actor_effects(e, name, user_id)
         await self._triggers(e, user_id, matched)
 
     async def _actor_effects(self, e: StoredEvent, name: str, user_id: str) -> None:
