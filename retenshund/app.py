@@ -258,7 +258,8 @@ def create_app(config: Config, *, clock: Clock | None = None, announce: bool = T
                 keyring=Keyring(store, config.auth.secret_keys, config.auth.publishable_keys),
                 credentials=creds, metrics=metrics,
                 limiter=RateLimiter({"secret": config.limits.secret_rate,
-                                     "publishable": config.limits.publishable_rate}),
+                                     "publishable": config.limits.publishable_rate,
+                                     "publishable_client": config.limits.publishable_client_rate}),
                 signing_secret=config.auth.signing_secret or creds.signing_secret,
             )
             hub = Hub()

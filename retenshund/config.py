@@ -50,7 +50,10 @@ class LimitSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_event_bytes: int = 32 * 1024
     max_batch_bytes: int = 500 * 1024
     # Requests per second per key (token bucket, burst = 2x). 0 turns the limit off.
-    publishable_rate: float = 200.0
+    publishable_rate: float = 2000.0
+    # The same per (publishable key, client address): the key is in every
+    # visitor's browser, so one page or one abuser cannot spend the app's allowance.
+    publishable_client_rate: float = 200.0
     secret_rate: float = 0.0
 
 

@@ -87,11 +87,18 @@ def user(request: HTTPConnection) -> Caller:
     return require_user(request, svc.signing_secret, svc.clock.now_ms() / 1000)
 
 
-def limit(svc: Services, caller: Caller) -> None:
+def limit(svc: Services, caller: Caller, client: str | None = None) -> None:
+    """The key's bucket; for a publishable key (one per app, in every visitor's
+    browser) also the bucket of the client address it comes from, so one
+    misbehaving page cannot use up the app's whole allowance."""
     wait = svc.limiter.check(caller.kind, caller.key_id)
+    what = "this key"
+    if wait == 0 and client is not None and caller.kind == "publishable":
+        wait = svc.limiter.check("publishable_client", f"{caller.key_id} {client}")
+        what = "this key from your address"
     if wait > 0:
         svc.metrics.rate_limited.labels(caller.kind).inc()
-        raise ApiError(429, "rate_limited", f"too many requests for this key; retry in {wait:.1f} s",
+        raise ApiError(429, "rate_limited", f"too many requests for {what}; retry in {wait:.1f} s",
                        headers={"Retry-After": retry_after_header(wait)})
 
 

@@ -3,7 +3,7 @@
 A 200 is sent only after the events are committed (the store's group commit).
 
 These are the busiest routes by far, so each is one framework-free function of
-(services, headers, receive) -> response body. ``FastPath`` serves them ahead
+(services, headers, receive, client address) -> response body. ``FastPath`` serves them ahead
 of Starlette's middleware and router (see ``app.App``); the routed copies below
 serve the same functions to browsers when CORS is on, through the CORS
 middleware."""
@@ -32,8 +32,8 @@ log = logging.getLogger("retenshund.api")
 _encode = msgspec.json.Encoder().encode
 OK = b'{"success":true}'
 
-# (services, lower-case request headers, ASGI receive) -> JSON response body
-Ingest = Callable[[Services, Mapping[str, str], Receive], Awaitable[bytes]]
+# (services, lower-case request headers, ASGI receive, client address) -> JSON response body
+Ingest = Callable[[Services, Mapping[str, str], Receive, "str | None"], Awaitable[bytes]]
 
 
 async def _read(receive: Receive, headers: Mapping[str, str], limit_bytes: int) -> bytes:
@@ -65,9 +65,9 @@ async def _read(receive: Receive, headers: Mapping[str, str], limit_bytes: int) 
     return ingest.read_body(raw, headers.get("content-encoding"), limit_bytes)
 
 
-async def _caller(svc: Services, key: str | None) -> Caller:
+async def _caller(svc: Services, key: str | None, client: str | None) -> Caller:
     caller = await check_key(svc.keyring, key, scope="ingest")
-    limit(svc, caller)
+    limit(svc, caller, client)
     return caller
 
 
@@ -79,17 +79,17 @@ async def _store(svc: Services, events: list[EventIn]) -> int:
 
 
 def _single(type_: str) -> Ingest:
-    async def one(svc: Services, headers: Mapping[str, str], receive: Receive) -> bytes:
+    async def one(svc: Services, headers: Mapping[str, str], receive: Receive, client: str | None) -> bytes:
         # A key in the header is checked before the body is read; Segment's
         # browser SDK puts it in the body (writeKey) instead.
         header_key = key_from_header(headers.get("authorization"))
         if header_key:
-            await _caller(svc, header_key)
+            await _caller(svc, header_key, client)
         body = await _read(receive, headers, svc.config.limits.max_event_bytes)
         payload = ingest.decode_event(body, type_)
         payload.type = type_  # the route decides the type, as Segment does
         if not header_key:
-            await _caller(svc, payload.writeKey)
+            await _caller(svc, payload.writeKey, client)
         await _store(svc, [ingest.normalise(payload, now_ms=svc.clock.now_ms())])
         return OK
 
@@ -97,14 +97,14 @@ def _single(type_: str) -> Ingest:
     return one
 
 
-async def batch(svc: Services, headers: Mapping[str, str], receive: Receive) -> bytes:
+async def batch(svc: Services, headers: Mapping[str, str], receive: Receive, client: str | None) -> bytes:
     limits = svc.config.limits
     header_key = key_from_header(headers.get("authorization"))
     if header_key:
-        await _caller(svc, header_key)
+        await _caller(svc, header_key, client)
     req = ingest.decode_batch(await _read(receive, headers, limits.max_batch_bytes))
     if not header_key:
-        await _caller(svc, req.writeKey)
+        await _caller(svc, req.writeKey, client)
     if not req.batch:
         raise ApiError(400, "invalid_field", "batch: send at least one event")
     good, bad = ingest.normalise_batch(req, now_ms=svc.clock.now_ms(), max_event_bytes=limits.max_event_bytes)
@@ -133,7 +133,8 @@ PATHS: dict[str, Ingest] = {
 
 def _endpoint(fn: Ingest) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        body = await fn(services(request), request.headers, request.receive)
+        body = await fn(services(request), request.headers, request.receive,
+                        request.client.host if request.client else None)
         return Response(body, media_type="application/json")
 
     return endpoint
@@ -175,7 +176,8 @@ class FastPath:
         status = 200
         extra: list[tuple[bytes, bytes]] = []
         try:
-            body = await fn(self.app.state.services, headers, receive)
+            client = scope.get("client")
+            body = await fn(self.app.state.services, headers, receive, client[0] if client else None)
         except ApiError as exc:
             status, body = exc.status, _encode(exc.body())
             extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]

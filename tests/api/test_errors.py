@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import PUBLISHABLE, SECRET, Api, make_config, running
@@ -84,6 +85,24 @@ async def test_bad_preferences_and_tokens(api: Api) -> None:
     assert_error(await api.put("/v1/users/u1/preferences", {"colour": "red"}), 400)
     assert_error(await api.put("/v1/users/u1/preferences", {}), 400)
     assert_error(await api.post("/v1/users/u1/token", {"expires_in": "forever"}), 400, mentions="expires_in")
+
+
+async def test_a_publishable_key_is_limited_per_client_address_too(tmp_path: Path) -> None:
+    # The key is in every visitor's browser: one address running hot is refused
+    # while the app's other visitors go on.
+    config = make_config(tmp_path / "d", limits={"publishable_rate": 1000.0, "publishable_client_rate": 1.0})
+    async with running(config) as api:
+        statuses = [(await api.post("/v1/track", {"userId": "u", "event": "e"}, key=PUBLISHABLE)).status_code
+                    for _ in range(4)]
+        assert statuses[:2] == [200, 200] and statuses[-1] == 429
+        r = await api.post("/v1/track", {"userId": "u", "event": "e"}, key=PUBLISHABLE)
+        assert_error(r, 429, "rate_limited")
+        assert "your address" in r.json()["error"]["message"]
+        other = httpx.ASGITransport(app=api.app, client=("203.0.113.9", 4000))
+        async with httpx.AsyncClient(transport=other, base_url="http://test") as visitor:
+            r = await visitor.post("/v1/batch", json={"batch": [{"type": "track", "userId": "v", "event": "e"}]},
+                                   headers={"Authorization": f"Bearer {PUBLISHABLE}"})
+            assert r.status_code == 200
 
 
 async def test_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:

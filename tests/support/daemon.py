@@ -54,7 +54,7 @@ class Daemon:
         self.config_path.write_text(
             f'[server]\nport = {self.port}\n\n[store]\ndata_dir = "{self.data_dir}"\n\n'
             f'[auth]\nsecret_keys = ["{SECRET}"]\npublishable_keys = ["{PUBLISHABLE}"]\n'
-            f'signing_secret = "e2e-signing-secret-0123456789"\n\n[limits]\npublishable_rate = 0\n\n'
+            f'signing_secret = "e2e-signing-secret-0123456789"\n\n[limits]\npublishable_rate = 0\npublishable_client_rate = 0\n\n'
             f'[log]\nlevel = "warning"\n\n{self.extra_toml}\n'
         )
 
