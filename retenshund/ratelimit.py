@@ -7,8 +7,8 @@ import math
 import time
 from collections.abc import Callable
 
-# Buckets idle this many times their refill time are full again, the same as
-# new ones: they are dropped, so one bucket per visitor does not pile up.
+# Every this many checks, buckets idle long enough to be full again (the same
+# as new ones) are dropped, so one bucket per visitor does not pile up.
 _SWEEP_EVERY = 10_000
 
 
@@ -39,7 +39,7 @@ class RateLimiter:
         return (1.0 - tokens) / rate
 
     def _sweep(self, now: float) -> None:
-        full = [k for k, (tokens, at) in self._buckets.items()
+        full = [k for k, (_tokens, at) in self._buckets.items()
                 if (rate := self._rates.get(k[0], 0.0)) <= 0 or now - at >= max(1.0, rate * 2) / rate]
         for k in full:
             del self._buckets[k]
