@@ -460,7 +460,8 @@ class AutomationEngine:
 
     async def _compute(self, pid: int, c: Any, now: int) -> Any:
         since = now - c.within_ms if c.within_ms is not None else 0
-        rows = await self.store.event_properties(pid, c.event, since)
+        # The newest one is all that "last" needs.
+        rows = await self.store.event_properties(pid, c.event, since, 1 if c.agg == "last" else 10_000)
         if c.agg == "count":
             return len(rows)
         values = [r.get(c.property) for r in rows]

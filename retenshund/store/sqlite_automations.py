@@ -75,7 +75,7 @@ GROUP BY r.holdout
 """
 REPORT_ELIGIBLE = "SELECT holdout, count(DISTINCT pid) FROM runs WHERE automation_id = ? AND started_at <= ? GROUP BY holdout"
 EVENT_PROPS = ("SELECT json_extract(data, '$.properties') FROM events WHERE pid = ? AND event = ? AND timestamp >= ?"
-               " ORDER BY id DESC LIMIT 10000")
+               " ORDER BY id DESC LIMIT ?")
 GET_STATE = "SELECT value FROM engine_state WHERE key = ?"
 SET_STATE = "INSERT OR REPLACE INTO engine_state (key, value) VALUES (?, ?)"
 
@@ -297,9 +297,11 @@ class AutomationsSqlite:
             out["retention"][day] = (eligible, retained)
         return out
 
-    async def event_properties(self, pid: int, event: str, since_ms: int) -> list[dict[str, Any]]:
-        """Properties of a user's events of one name since a time, newest first (for computed variables)."""
-        return [_decode(r[0]) if r[0] else {} for r in await self._all(EVENT_PROPS, (pid, event, since_ms))]
+    async def event_properties(self, pid: int, event: str, since_ms: int,
+                               limit: int = 10_000) -> list[dict[str, Any]]:
+        """Properties of a user's events of one name since a time, newest first, at
+        most ``limit`` of them (for computed variables)."""
+        return [_decode(r[0]) if r[0] else {} for r in await self._all(EVENT_PROPS, (pid, event, since_ms, limit))]
 
     async def get_state(self, key: str) -> str | None:
         row = await self._one(GET_STATE, (key,))

@@ -105,12 +105,14 @@ async def test_team_member_left_reaches_the_remaining_members(sapi: Api) -> None
 
 async def test_subscription_renewed_thank_you_has_a_usage_summary_from_own_events(sapi: Api) -> None:
     await put(sapi, "/v1/templates/thanks", {"in_app": {
-        "title": "Thanks for renewing!", "body": "You generated {{ reports }} reports and spent {{ spent }}."}})
+        "title": "Thanks for renewing!",
+        "body": "You generated {{ reports }} reports and spent {{ spent }} (last order {{ last_order }})."}})
     await put(sapi, "/v1/automations/renewed", {
         "trigger": {"event": "subscription_renewed"},
         "steps": [{"send": {"channel": "in_app", "template_id": "thanks", "computed": {
             "reports": {"count": "report_generated", "within": "30d"},
-            "spent": {"sum": "order_completed", "property": "total", "within": "30d"}}}}]})
+            "spent": {"sum": "order_completed", "property": "total", "within": "30d"},
+            "last_order": {"last": "order_completed", "property": "total"}}}}]})
     await identify(sapi, "u1")
     await track(sapi, "u1", "report_generated")
     await advance(sapi, 40 * DAY)  # this one is too old to count
@@ -120,7 +122,7 @@ async def test_subscription_renewed_thank_you_has_a_usage_summary_from_own_event
     await track(sapi, "u1", "order_completed", total=22.5)
     await track(sapi, "u1", "subscription_renewed")
     [m] = await messages_of(sapi, "u1")
-    assert m["rendered"]["body"] == "You generated 3 reports and spent 42.5."
+    assert m["rendered"]["body"] == "You generated 3 reports and spent 42.5 (last order 22.5)."
 
 
 async def test_frequency_cap_skips_reentry_and_the_journal_says_why(sapi: Api) -> None:
