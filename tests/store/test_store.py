@@ -341,3 +341,23 @@ def test_the_unread_count_reads_only_unread_rows(tmp_path: Any) -> None:
     assert "USING INDEX inbox_unread" in plan
     assert conn.execute(INBOX_UNREAD, (1,)).fetchone()[0] == 3
     conn.close()
+
+
+def test_a_users_journal_and_automation_fatigue_are_read_through_the_users_indexes(tmp_path: Any) -> None:
+    """Migrations 0008 and 0009 dropped two indexes no query needed; the reads
+    they might have served go through the per-user indexes."""
+    import sqlite3
+
+    from retenshund.store.migrate import apply_sqlite
+    from retenshund.store.sqlite_automations import RECENT_AUTOMATION_MESSAGES, USER_JOURNAL
+
+    conn = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
+    apply_sqlite(conn)
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "journal_automation" not in names and "messages_pid_automation" not in names
+    sql = USER_JOURNAL.format(automation="AND automation_id = ?")
+    plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, (1, "a", 10)))
+    assert "USING INDEX journal_pid" in plan
+    plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + RECENT_AUTOMATION_MESSAGES, (1, 0)))
+    assert "USING INDEX messages_pid" in plan
+    conn.close()
