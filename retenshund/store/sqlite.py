@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -199,6 +201,15 @@ class Checkpointer:
     and allocating blocks while growing it again waits for the filesystem's
     journal behind the checkpoint's fsync."""
 
+    # How much nicer than the rest of the process this thread is (Linux). A round
+    # copies a second's worth of pages in one go; on a busy core that took the CPU
+    # from the event loop and the writer for its whole length, a latency spike
+    # every second (track -> automation -> in-app frame at 1,000/s: p99 about
+    # 26 ms, 12 ms with the thread 10 nicer).
+    # It still gets the CPU whenever they wait, and a share when they do not; if
+    # it falls behind anyway, the writer's restart below copies the rest.
+    NICE = 10
+
     def __init__(self, path: Path, restart: Callable[[bool], None], *, interval_s: float = 1.0,
                  restart_frames: int = 65536) -> None:
         self.path = path
@@ -213,6 +224,12 @@ class Checkpointer:
         self._thread.start()
 
     def _main(self) -> None:
+        if sys.platform.startswith("linux"):  # elsewhere it would be the whole process's
+            try:
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.NICE))
+            except OSError:
+                log.warning("could not lower the checkpoint thread's priority")
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
         try:

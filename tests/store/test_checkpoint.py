@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from retenshund.store.base import EventIn
 from retenshund.store.sqlite import Checkpointer, SqliteStore, _restart_wal
@@ -64,5 +67,31 @@ async def test_under_steady_writes_the_log_is_started_over(tmp_path: Path) -> No
             stop = True
             await asyncio.gather(*writers)
         assert len(await store.events_after(0, 1_000_000)) == written  # nothing lost on the way
+    finally:
+        await store.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread niceness is per thread on Linux only")
+def _nice(stat_path: str) -> int:
+    stat = Path(stat_path).read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])  # field 19 of proc_pid_stat(5)
+
+
+async def test_the_checkpoint_thread_yields_the_cpu_to_the_loop_and_the_writer(tmp_path: Path) -> None:
+    before = _nice("/proc/thread-self/stat")
+    store = SqliteStore(tmp_path / "data")
+    await store.open()
+    try:
+        thread = store._checkpointer._thread
+        assert thread is not None and thread.native_id is not None
+        deadline = time.monotonic() + 10
+        nice = None
+        while time.monotonic() < deadline:
+            nice = _nice(f"/proc/self/task/{thread.native_id}/stat")
+            if nice == min(19, before + Checkpointer.NICE):
+                break
+            await asyncio.sleep(0.01)
+        assert nice == min(19, before + Checkpointer.NICE)
+        assert _nice("/proc/thread-self/stat") == before  # the loop's thread is untouched
     finally:
         await store.close()
