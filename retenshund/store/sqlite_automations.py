@@ -153,10 +153,11 @@ class AutomationsSqlite:
             pid = self._lookup(conn, "u:" + run.user_id)
             if pid is None:
                 pid = self._new_profile(conn, run.user_id, "u:" + run.user_id, run.started_at)
-            # Without a cap, the insert itself tells whether the run exists already.
-            if cap is not None and conn.execute(GET_RUN, (run.run_id,)).fetchone() is not None:
-                return WithEvents(None, None)
+            # Without a cap, the insert below tells whether the run exists already;
+            # with one, a re-processed trigger must not be journaled as capped.
             if cap is not None:
+                if conn.execute(GET_RUN, (run.run_id,)).fetchone() is not None:
+                    return WithEvents(None, None)
                 count = conn.execute(RECENT_RUNS, (pid, run.automation_id, run.started_at - cap[1])).fetchone()[0]
                 if count >= cap[0]:
                     self._journal(conn, pid, skipped)

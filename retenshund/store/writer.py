@@ -47,6 +47,11 @@ class _Job:
 _STOP = object()
 
 
+def _call(conn: sqlite3.Connection, job: _Job) -> Any:
+    """Run one job's function; a merge-capable job alone gets a list of one."""
+    return job.fn(conn, [job.payload])[0] if job.merge_key is not None else job.fn(conn)
+
+
 class _Maintenance:
     """Work for the writer thread outside any transaction (see ``Writer.maintain``)."""
 
@@ -185,27 +190,26 @@ class Writer:
             if len(jobs) == 1:
                 # Alone in its transaction, a job needs no savepoint: if it fails,
                 # the rollback of the whole undoes exactly its work.
-                job = jobs[0]
                 try:
-                    value = job.fn(conn, [job.payload])[0] if job.merge_key is not None else job.fn(conn)
+                    results.append((True, _call(conn, jobs[0])))
                 except Exception as exc:
                     conn.execute("ROLLBACK")
                     self._rolled_back()
                     self._deliver(jobs, [(False, exc)], [], time.perf_counter() - started)
                     return
-                results.append((True, value))
-            i = len(jobs) if len(jobs) == 1 else 0
-            while i < len(jobs):
-                job = jobs[i]
-                if job.merge_key is None:
-                    results.append(self._one(conn, job))
-                    i += 1
-                    continue
-                j = i
-                while j < len(jobs) and jobs[j].merge_key == job.merge_key and jobs[j].fn is job.fn:
-                    j += 1
-                results.extend(self._merged(conn, jobs[i:j]))
-                i = j
+            else:
+                i = 0
+                while i < len(jobs):
+                    job = jobs[i]
+                    if job.merge_key is None:
+                        results.append(self._one(conn, job))
+                        i += 1
+                        continue
+                    j = i
+                    while j < len(jobs) and jobs[j].merge_key == job.merge_key and jobs[j].fn is job.fn:
+                        j += 1
+                    results.extend(self._merged(conn, jobs[i:j]))
+                    i = j
             conn.execute("COMMIT")
         except Exception as exc:
             # The transaction as a whole failed (disk full, I/O error): nobody's
@@ -225,7 +229,7 @@ class Writer:
         """One job in its own savepoint: its failure undoes only its own work."""
         conn.execute("SAVEPOINT job")
         try:
-            value = job.fn(conn, [job.payload])[0] if job.merge_key is not None else job.fn(conn)
+            value = _call(conn, job)
         except Exception as exc:  # the caller gets it; the others go on
             conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
