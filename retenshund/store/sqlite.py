@@ -44,6 +44,7 @@ PRAGMA journal_size_limit = 1073741824;
 """
 SEEN_IDS = "SELECT message_id FROM message_ids WHERE message_id IN ({marks})"
 INSERT_IDS = "INSERT INTO message_ids (message_id, received_at) VALUES (?, ?)"
+INSERT_ID_ONCE = "INSERT OR IGNORE INTO message_ids (message_id, received_at) VALUES (?, ?)"
 PRUNE_IDS = "DELETE FROM message_ids WHERE received_at < ?"
 INSERT_EVENT = (
     "INSERT INTO events (pid, message_id, type, event, user_id, anonymous_id, data, timestamp, received_at)"
@@ -376,13 +377,19 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         messageId dedupe table, there for clients that retry, is left out."""
         if once_only:
             fresh = events
+        elif len(events) == 1:
+            # Alone, an event's id is checked and recorded by one statement.
+            seen = not conn.execute(INSERT_ID_ONCE, (events[0].message_id, events[0].received_at)).rowcount
+            fresh = [] if seen else events
+            if fresh_index is not None and not seen:
+                fresh_index.append(0)
         else:
             fresh = self._unseen(conn, events, fresh_index)
+            if fresh:
+                conn.executemany(INSERT_IDS, [(e.message_id, e.received_at) for e in fresh])
         duplicates = len(events) - len(fresh)
         if not fresh:
             return IngestResult([], duplicates)
-        if not once_only:
-            conn.executemany(INSERT_IDS, [(e.message_id, e.received_at) for e in fresh])
 
         self._prepare_senders(conn, fresh)
         try:
@@ -416,7 +423,10 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         else:
             conn.executemany(INSERT_EVENT, rows)
             last = conn.execute(LAST_ROWID).fetchone()[0]
-        if activity:
+        if len(activity) == 1:
+            ((pid, day), (n, at)), = activity.items()
+            conn.execute(ADD_ACTIVITY, (pid, day, n, at))
+        elif activity:
             conn.executemany(ADD_ACTIVITY, [(pid, day, n, at) for (pid, day), (n, at) in activity.items()])
         first = last - len(rows) + 1
         stored = [

@@ -136,8 +136,11 @@ class AutomationsSqlite:
     # -- runs ----------------------------------------------------------------
 
     def _journal(self, conn: sqlite3.Connection, pid: int, entries: list[JournalEntry]) -> None:
-        conn.executemany(ADD_JOURNAL, [(pid, j.user_id, j.automation_id, j.run_id, j.kind, j.detail, j.at)
-                                       for j in entries])
+        rows = [(pid, j.user_id, j.automation_id, j.run_id, j.kind, j.detail, j.at) for j in entries]
+        if len(rows) == 1:
+            conn.execute(ADD_JOURNAL, rows[0])  # executemany costs more for one row
+        elif rows:
+            conn.executemany(ADD_JOURNAL, rows)
 
     async def start_run(self, run: Run, *, cap: tuple[int, int] | None, journal: list[JournalEntry],
                         skipped: list[JournalEntry],
@@ -163,17 +166,25 @@ class AutomationsSqlite:
                     self._journal(conn, pid, skipped)
                     return WithEvents(None, None)
             r = msgspec.structs.replace(run, pid=pid)
+            # With its first step, the run is written as that step leaves it: the
+            # insert is the step's claim (it happens once), so the step needs no
+            # run_steps row and no second write of the run.
+            row = r if first is None else msgspec.structs.replace(
+                r, position=first.position, status=first.status, wait_until=first.wait_until,
+                waiting_for=first.waiting_for,
+                ended_at=r.started_at if first.status in ("completed", "exited") else r.ended_at)
             inserted = conn.execute(INSERT_RUN, (
-                r.run_id, r.automation_id, r.version, pid, r.user_id, r.status, int(r.holdout),
-                _encode(r.trigger_event).decode() if r.trigger_event is not None else None, r.trigger_at,
-                _encode(r.position).decode(), r.wait_until, r.waiting_for, r.goal_at, r.started_at, r.updated_at,
-                r.ended_at)).rowcount
+                row.run_id, row.automation_id, row.version, pid, row.user_id, row.status, int(row.holdout),
+                _encode(row.trigger_event).decode() if row.trigger_event is not None else None, row.trigger_at,
+                _encode(row.position).decode(), row.wait_until, row.waiting_for, row.goal_at, row.started_at,
+                row.updated_at, row.ended_at)).rowcount
             if not inserted:
                 return WithEvents(None, None)
-            self._journal(conn, pid, journal)
             if first is None:
+                self._journal(conn, pid, journal)
                 return WithEvents((r, None), None)
-            made, ingested = self._transition(conn, first, r.started_at, self._lease_ms, pid)
+            made, ingested = self._insert_messages(conn, first.messages, r.started_at, self._lease_ms)
+            self._journal(conn, pid, [*journal, *first.journal])
             return WithEvents((r, made), ingested)
 
         return await self._run_with_events(go)  # type: ignore[no-any-return]

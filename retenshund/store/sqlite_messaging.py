@@ -43,6 +43,10 @@ ADD_HISTORY = (
     "INSERT INTO message_history (message_id, seq, status, at, detail) VALUES"
     " (?, (SELECT coalesce(max(seq), 0) + 1 FROM message_history WHERE message_id = ?), ?, ?, ?)"
 )
+# A message just inserted has no history yet: its first rows need no max(seq).
+FIRST_HISTORY = "INSERT INTO message_history (message_id, seq, status, at, detail) VALUES (?, 1, ?, ?, ?)"
+FIRST_HISTORY_DELIVERED = ("INSERT INTO message_history (message_id, seq, status, at, detail) VALUES"
+                           " (?, 1, ?, ?, ?), (?, 2, 'delivered', ?, NULL)")
 SET_STATUS = "UPDATE messages SET status = ?, reason = ?, updated_at = ? WHERE message_id = ?"
 SET_DELIVERED = ("UPDATE messages SET status = ?, reason = NULL, updated_at = ?, rendered = ?,"
                  " delivered_at = coalesce(delivered_at, ?) WHERE message_id = ?")
@@ -249,17 +253,18 @@ class MessagingSqlite:
                 n.automation_id, n.run_id,
                 _encode(n.rendered).decode() if inline and n.rendered else None,
                 n.trigger_at, now_ms, now_ms, now_ms if inline else None, n.fallback_of))
-            conn.execute(ADD_HISTORY, (n.message_id, n.message_id, n.status, now_ms, n.reason))
             history = [HistoryEntry(n.status, now_ms, n.reason)]
             unread = None
             if inline:
                 i = n.inbox
                 assert i is not None
+                conn.execute(FIRST_HISTORY_DELIVERED, (n.message_id, n.status, now_ms, n.reason, n.message_id, now_ms))
                 conn.execute(INSERT_INBOX, (i.id, pid, i.title, i.body, i.url, _encode(i.data).decode(), i.created_at))
-                conn.execute(ADD_HISTORY, (n.message_id, n.message_id, "delivered", now_ms, None))
                 history.append(HistoryEntry("delivered", now_ms, None))
                 unread = int(conn.execute(INBOX_UNREAD, (pid,)).fetchone()[0])
-            elif n.status == "queued":
+            else:
+                conn.execute(FIRST_HISTORY, (n.message_id, n.status, now_ms, n.reason))
+            if not inline and n.status == "queued":
                 lease = now_ms + lease_ms if n.due_at <= now_ms else None
                 conn.execute(INSERT_JOB, (n.message_id, n.due_at, 0, now_ms, lease))
             # The row as written, without reading it back.

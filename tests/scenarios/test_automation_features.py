@@ -170,3 +170,30 @@ async def test_an_automation_can_be_deleted_and_created_again(tmp_path: Path) ->
         assert (await api.delete("/v1/automations/a")).status_code == 204
         again = await api.put("/v1/automations/a", body)
         assert again.status_code == 201 and again.json()["version"] == 2
+
+
+async def test_a_run_done_in_its_first_step_is_written_once_and_a_replayed_trigger_adds_nothing(
+        tmp_path: Path) -> None:
+    # The first step is applied in the transaction that creates the run, which is
+    # written as that step leaves it; the run's own insert is what makes it happen once.
+    async with running(make_config(tmp_path / "d"), FakeClock(T0)) as api:
+        await put(api, "/v1/templates/t", {"in_app": {"title": "Hi {{ user.id }}"}})
+        await put(api, "/v1/automations/a", {"trigger": {"event": "go"},
+                                             "steps": [{"send": {"channel": "in_app", "template_id": "t"}}]})
+        await identify(api, "ann")
+        await track(api, "ann", "go")
+        runs = (await api.get("/v1/automations/a/runs?user_id=ann")).json()["runs"]
+        assert [(r["status"], r["ended_at"] is not None) for r in runs] == [("completed", True)]
+        kinds = [j["kind"] for j in await journal_of(api, "ann", "a")]
+        assert kinds == ["completed", "sent", "entered"]  # newest first
+        [message] = await messages_of(api, "ann")
+        assert [h["status"] for h in message["history"]] == ["queued", "delivered"]
+
+        # The engine sees the same trigger again (as after a crash before its cursor moved).
+        store, engine = api.services.store, api.services.extra["engine"]
+        events = [e for e in await store.events_after(0, 1000) if e.event == "go"]
+        await engine.automations.on_events(events)
+        await quiesce(api)
+        assert len(await messages_of(api, "ann")) == 1
+        assert [j["kind"] for j in await journal_of(api, "ann", "a")] == kinds
+        assert len((await api.get("/v1/automations/a/runs?user_id=ann")).json()["runs"]) == 1
