@@ -280,6 +280,15 @@ _HTML_ENV: Final = _SandboxedEnvironment(autoescape=True)
 class _Field:
     path: str
     template: BoundTemplate
+    # The text itself when it holds no Liquid markup: rendering it would give it
+    # back unchanged, at the cost of a render context (about 10 µs a field).
+    literal: str | None = None
+
+
+def _field(env: Environment, source: str, path: str) -> _Field:
+    template = _parse(env, source, path)
+    plain = "{{" not in source and "{%" not in source and len(source.encode()) <= OUTPUT_LIMIT
+    return _Field(path, template, source if plain else None)
 
 
 # in_app.data after compilation: same shape, Liquid strings replaced by _Field.
@@ -375,7 +384,7 @@ def _compile_channel(channel: str, section: object) -> dict[str, Any]:
         if not isinstance(value, str):
             raise TemplateError(path, "must be a string (a Liquid template)")
         env = _HTML_ENV if (channel, key) == ("email", "html") else _PLAIN_ENV
-        compiled[key] = _Field(path, _parse(env, value, path))
+        compiled[key] = _field(env, value, path)
 
     def blank(key: str) -> bool:
         value = section.get(key)
@@ -397,7 +406,7 @@ def _compile_data(value: object, path: str, depth: int) -> _Data:
     if depth > _DATA_DEPTH_LIMIT:
         raise TemplateError(path, f"is nested more than {_DATA_DEPTH_LIMIT} levels deep; flatten it")
     if isinstance(value, str):
-        return _Field(path, _parse(_PLAIN_ENV, value, path))
+        return _field(_PLAIN_ENV, value, path)
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, dict):
@@ -644,6 +653,8 @@ _LIMIT_ADVICE: Final[Mapping[type[ResourceLimitError], str]] = {
 
 
 def _render_field(compiled_field: _Field, context: Mapping[str, Any]) -> str:
+    if compiled_field.literal is not None:
+        return compiled_field.literal
     try:
         return compiled_field.template.render(context)
     except LiquidError as err:

@@ -546,3 +546,15 @@ def test_properties_named_like_liquid_keywords_render_as_in_shopify_liquid() -> 
                                                   "body": "{% if event.offset > 1 %}late{% endif %}"}})
     out = render(compiled, "in_app", build_context({}, "u1", {}, {"used": 3, "limit": 10, "offset": 2}))
     assert (out["title"], out["body"]) == ("3 of 10", "late")
+
+
+@given(st.text(max_size=200).filter(lambda s: "{{" not in s and "{%" not in s and s.strip()))
+def test_text_without_liquid_markup_renders_exactly_as_written_as_liquid_would(text: str) -> None:
+    # Such fields skip the Liquid render (it would give the text back unchanged).
+    compiled = compile_template("t", {"in_app": {"title": text, "data": {"k": text}},
+                                      "email": {"subject": text, "html": text}})
+    in_app = render(compiled, "in_app", build_context({}, "u1", {}, {}))
+    email = render(compiled, "email", build_context({}, "u1", {}, {}))
+    assert in_app["title"] == in_app["data"]["k"] == email["subject"] == email["html"] == text
+    for autoescape in (False, True):
+        assert liquid.Environment(autoescape=autoescape).from_string(text).render() == text
