@@ -192,7 +192,7 @@ class AutomationsSqlite:
     _lease_ms = 60_000
 
     def _transition(self, conn: sqlite3.Connection, t: Transition, now_ms: int,
-                    lease_ms: int, pid: int | None = None) -> tuple[list[Message], IngestResult | None]:
+                    lease_ms: int) -> tuple[list[Message], IngestResult | None]:
         conn.execute(CLAIM_STEP, (t.run_id, t.step_key, now_ms, t.outcome))
         moved = conn.execute(MOVE_RUN, (
             _encode(t.position).decode(), t.status, t.wait_until, t.waiting_for, now_ms, t.status, now_ms,
@@ -200,8 +200,7 @@ class AutomationsSqlite:
         if not moved:
             raise _Stale()
         made, ingested = self._insert_messages(conn, t.messages, now_ms, lease_ms)
-        if pid is None:
-            pid = conn.execute(GET_RUN, (t.run_id,)).fetchone()[3]
+        pid = conn.execute(GET_RUN, (t.run_id,)).fetchone()[3]
         self._journal(conn, pid, t.journal)
         return made, ingested
 

@@ -264,9 +264,9 @@ class MessagingSqlite:
                 unread = int(conn.execute(INBOX_UNREAD, (pid,)).fetchone()[0])
             else:
                 conn.execute(FIRST_HISTORY, (n.message_id, n.status, now_ms, n.reason))
-            if not inline and n.status == "queued":
-                lease = now_ms + lease_ms if n.due_at <= now_ms else None
-                conn.execute(INSERT_JOB, (n.message_id, n.due_at, 0, now_ms, lease))
+                if n.status == "queued":
+                    lease = now_ms + lease_ms if n.due_at <= now_ms else None
+                    conn.execute(INSERT_JOB, (n.message_id, n.due_at, 0, now_ms, lease))
             # The row as written, without reading it back.
             m = Message(message_id=n.message_id, pid=pid, user_id=n.user_id, channel=n.channel,
                         template_id=n.template_id, category=n.category,
