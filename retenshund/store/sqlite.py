@@ -88,9 +88,9 @@ PROFILE_ROW = (
 )
 # What delivering needs (traits, preferences), on the path of every message: no
 # last_seen_at look-up in activity_days here (the column alone is returned).
-PROFILE_OF_USER = (
-    "SELECT p.pid, p.user_id, p.traits, p.preferences, p.created_at, p.last_seen_at"
-    " FROM identities i JOIN profiles p ON p.pid = i.pid WHERE i.id = ?"
+PROFILES_OF_USERS = (
+    "SELECT i.id, p.pid, p.user_id, p.traits, p.preferences, p.created_at, p.last_seen_at"
+    " FROM identities i JOIN profiles p ON p.pid = i.pid WHERE i.id IN ({marks})"
 )
 MERGE_PROFILE_INTO = """
 UPDATE profiles SET
@@ -284,6 +284,9 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         self._pid_user: dict[int, str | None] = {}
         # During one _ingest: ids known not to be in identities (see _prepare_senders).
         self._absent: set[str] = set()
+        # profile_for_send calls made in one event-loop turn, read by one query.
+        self._profile_waiters: dict[str, list[asyncio.Future[Profile | None]]] = {}
+        self._reads_in_flight: set[asyncio.Task[None]] = set()
         self.on_events: Callable[[list[StoredEvent]], None] | None = None
         self.writer.on_commit = self._committed
 
@@ -648,12 +651,43 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
     async def profile_for_send(self, user_id: str) -> Profile | None:
         """Traits and preferences in one read (no groups): what rendering and
         preference checks need, on the hot path of every delivery. Its
-        ``last_seen_at`` is the profile row's own, not the API's (see LAST_SEEN)."""
-        row = await self._one(PROFILE_OF_USER, ("u:" + user_id,))
-        if row is None:
-            return None
-        return Profile(pid=row[0], user_id=row[1], traits=_decode_obj(row[2]), preferences=_decode_obj(row[3]),
-                       groups=[], created_at=row[4], last_seen_at=row[5])
+        ``last_seen_at`` is the profile row's own, not the API's (see LAST_SEEN).
+
+        Calls made in the same turn of the event loop are answered by one query:
+        when a burst of events triggers sends for many users at once, their
+        profiles cost one trip to the reader thread, not one each."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Profile | None] = loop.create_future()
+        if not self._profile_waiters:
+            loop.call_soon(self._read_profiles)
+        self._profile_waiters.setdefault(user_id, []).append(future)
+        return await future
+
+    def _read_profiles(self) -> None:
+        waiters, self._profile_waiters = self._profile_waiters, {}
+        task = asyncio.ensure_future(self._answer_profiles(waiters))
+        self._reads_in_flight.add(task)  # a task nobody references may be collected mid-way
+        task.add_done_callback(self._reads_in_flight.discard)
+
+    async def _answer_profiles(self, waiters: dict[str, list[asyncio.Future[Profile | None]]]) -> None:
+        rows: dict[str, Any] = {}
+        try:
+            for chunk in _chunks(["u:" + user_id for user_id in waiters], _CHUNK):
+                for row in await self._all(PROFILES_OF_USERS.format(marks=",".join("?" * len(chunk))), chunk):
+                    rows[row[0][2:]] = row
+        except Exception as exc:  # every caller hears it, as from its own read
+            for futures in waiters.values():
+                for f in futures:
+                    if not f.done():
+                        f.set_exception(exc)
+            return
+        for user_id, futures in waiters.items():
+            row = rows.get(user_id)
+            for f in futures:
+                if not f.done():  # each caller its own Profile: callers may change theirs
+                    f.set_result(None if row is None else Profile(
+                        pid=row[1], user_id=row[2], traits=_decode_obj(row[3]), preferences=_decode_obj(row[4]),
+                        groups=[], created_at=row[5], last_seen_at=row[6]))
 
     async def get_profile(self, user_id: str) -> Profile | None:
         assert self._read is not None

@@ -325,6 +325,47 @@ async def test_returning_senders_keep_their_profiles_when_the_id_cache_fills_mid
         await s.close()
 
 
+async def test_profiles_for_sends_asked_at_once_each_get_their_own_answer(store: Store) -> None:
+    await store.ingest([ev("i1", "identify", traits={"plan": "pro"}), ev("i2", "identify", user="u2", traits={})])
+    ann, bob, nobody, ann_again = await asyncio.gather(
+        store.profile_for_send("u1"), store.profile_for_send("u2"), store.profile_for_send("ghost"),
+        store.profile_for_send("u1"))
+    assert ann is not None and bob is not None and ann_again is not None and nobody is None
+    assert (ann.user_id, ann.traits, bob.user_id, bob.traits) == ("u1", {"plan": "pro"}, "u2", {})
+    assert ann_again == ann and ann_again is not ann  # each caller may change its own
+
+
+async def test_profiles_for_sends_asked_in_one_loop_turn_are_read_by_one_query(tmp_path: Any) -> None:
+    from retenshund.store.sqlite import SqliteStore
+
+    s = SqliteStore(tmp_path / "one")
+    await s.open()
+    try:
+        await s.ingest([ev(f"i{i}", "identify", user=f"u{i}", traits={"n": i}) for i in range(600)])
+        reads = 0
+        real = s._all
+
+        async def counted(sql: str, args: Any = ()) -> list[Any]:
+            nonlocal reads
+            reads += 1
+            return await real(sql, args)
+
+        s._all = counted  # type: ignore[method-assign]
+        profiles = await asyncio.gather(*(s.profile_for_send(f"u{i}") for i in range(600)))
+        assert [p.traits["n"] if p else None for p in profiles] == list(range(600))
+        assert reads == 2  # 600 users: two chunks of at most 500 ids
+        assert await s.profile_for_send("u7") is not None and reads == 3
+
+        async def failing(sql: str, args: Any = ()) -> list[Any]:
+            raise RuntimeError("disk I/O error")
+
+        s._all = failing  # type: ignore[method-assign]
+        outcomes = await asyncio.gather(s.profile_for_send("u1"), s.profile_for_send("u2"), return_exceptions=True)
+        assert [str(o) for o in outcomes] == ["disk I/O error", "disk I/O error"]
+    finally:
+        await s.close()
+
+
 def test_the_unread_count_reads_only_unread_rows(tmp_path: Any) -> None:
     """It goes out with every in-app message: a user with years of read messages
     must not make each delivery walk all of them."""
