@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,12 +67,32 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides=overrides)
 
 
+def _listen(host: str, port: int) -> socket.socket | None:
+    """The listening socket, bound before anything else starts (no keys made, no
+    store opened for a daemon that cannot serve); None after saying why not."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        hint = (" (is another retenshund running? choose another port with --port or"
+                " RETENSHUN_SERVER_PORT)" if exc.errno == errno.EADDRINUSE else "")
+        print(f"retenshund: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", file=sys.stderr)
+        return None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(config: Config) -> int:
     import uvicorn
 
     from .app import create_app
     from .logs import setup
 
+    sock = _listen(config.server.host, config.server.port)
+    if sock is None:
+        return 1
     setup(config.log.level, config.log.format)
     print(f"retenshund {__version__}: data in {config.data_dir.resolve()}, "
           f"listening on http://{config.server.host}:{config.server.port}", flush=True)
@@ -108,7 +130,7 @@ def serve(config: Config) -> int:
         server_header=False,
         date_header=False,
     ))
-    server.run()  # handles SIGINT/SIGTERM: stop accepting, finish requests, run shutdown
+    server.run(sockets=[sock])  # handles SIGINT/SIGTERM: stop accepting, finish requests, run shutdown
     return 0
 
 

@@ -86,3 +86,20 @@ def test_common_flags_work_before_and_after_the_subcommand(tmp_path: Path, capsy
     for argv in (["--data-dir", d, "keys", "list"], ["keys", "--data-dir", d, "list"], ["keys", "list", "--data-dir", d]):
         assert main(argv) == 0
         assert key_id in capsys.readouterr().out, argv
+
+
+def test_a_port_in_use_exits_1_saying_so_before_making_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        assert main(["--data-dir", str(tmp_path / "d"), "--port", str(port)]) == 1
+    finally:
+        taken.close()
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err and "Traceback" not in err
+    assert not (tmp_path / "d" / "credentials.json").exists()  # no keys made for a daemon that never ran

@@ -9,10 +9,12 @@ APScheduler cron jobs. Tests drive time with a FakeClock and call ``run_due``.""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -66,6 +68,7 @@ class Timers:
         # here and scheduled when it returns (APScheduler would skip a job
         # whose previous run is still going, and a date job never comes back).
         self._busy: dict[str, int | None] = {}
+        self._stopping = False
 
     def register(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
@@ -76,8 +79,20 @@ class Timers:
             self.wake_at(kind, self.clock.now_ms())
 
     def shutdown(self) -> None:
+        self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+    def _job(self, fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """``fn`` as a scheduler job. The scheduler's shutdown cancels the jobs in
+        flight; that is the daemon stopping, not a failure to log with a traceback."""
+        async def run(*args: Any) -> None:
+            try:
+                await fn(*args)
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+        return run
 
     def wake_at(self, kind: str, due_ms: int) -> None:
         """Make sure ``kind``'s handler runs no later than ``due_ms`` (clock time)."""
@@ -95,7 +110,7 @@ class Timers:
         run_at = _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=delay_s)
         # max_instances > 1: the next wake-up is scheduled from inside the
         # running job; run_kind itself keeps one handler per kind at a time.
-        self._scheduler.add_job(self._fire, DateTrigger(run_at), args=[kind], id=f"due:{kind}",
+        self._scheduler.add_job(self._job(self._fire), DateTrigger(run_at), args=[kind], id=f"due:{kind}",
                                 replace_existing=True, misfire_grace_time=None, coalesce=True, max_instances=8)
 
     async def _fire(self, kind: str) -> None:
@@ -127,7 +142,7 @@ class Timers:
             await self.run_kind(kind)
 
     def add_cron(self, job_id: str, trigger: CronTrigger, callback: Callable[[], Awaitable[None]]) -> None:
-        self._scheduler.add_job(callback, trigger, id=f"cron:{job_id}", replace_existing=True,
+        self._scheduler.add_job(self._job(callback), trigger, id=f"cron:{job_id}", replace_existing=True,
                                 misfire_grace_time=300, coalesce=True)
 
     def remove_cron(self, job_id: str) -> None:

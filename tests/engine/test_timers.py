@@ -92,3 +92,24 @@ def test_cron_weekdays_count_from_sunday_as_in_crontab() -> None:
     assert (monday_9.strftime("%A %H:%M"), sunday.strftime("%A"), also_sunday) == ("Monday 09:00", "Sunday", sunday)
     with pytest.raises(DefinitionError):
         parse_cron("0 9 * * 8", "schedule")
+
+
+async def test_stopping_while_a_handler_waits_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    # The scheduler cancels the jobs in flight when it shuts down: that is the
+    # daemon stopping, not a failure to log with a traceback.
+    timers = Timers(FakeClock())
+    running = asyncio.Event()
+
+    async def handler(now: int) -> int | None:
+        running.set()
+        await asyncio.Event().wait()  # e.g. a store read still in flight
+        return None
+
+    timers.register("k", handler)
+    timers.start()
+    await asyncio.wait_for(running.wait(), 5)
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    timers.shutdown()
+    await asyncio.wait(pending, timeout=5)
+    assert all(t.done() for t in pending)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
