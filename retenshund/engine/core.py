@@ -67,7 +67,9 @@ class Engine:
         # Side by side: what segments write (memberships, their entered/exited
         # events) comes back through the bus as events of its own, so automations
         # never need to wait for it, and time-to-trigger does not include it.
-        if self.segments is not None:
+        # Most batches give the segment engine nothing to do (no segment counts
+        # them, their users were active today already): then no tasks to gather.
+        if self.segments is not None and self.segments.wants(batch):
             await asyncio.gather(self.segments.on_events(batch), self.automations.on_events(batch))
         else:
             await self.automations.on_events(batch)

@@ -394,6 +394,10 @@ class SegmentEngine:
 
     # -- events --------------------------------------------------------------
 
+    def wants(self, events: list[StoredEvent]) -> bool:
+        """Whether ``on_events`` would do anything with this batch."""
+        return bool(events) and self._needs_write(events, self.clock.now_ms() // DAY_MS)
+
     async def on_events(self, events: list[StoredEvent]) -> None:
         """A committed batch, in order: update its users' memberships and engagement."""
         if not events:

@@ -193,6 +193,22 @@ async def test_an_event_evaluates_only_its_user_and_the_segments_it_can_change(w
     assert len(writes) == calls
 
 
+async def test_it_says_which_batches_it_has_nothing_to_do_with(world: World) -> None:
+    # The engine core skips the segment engine (and the tasks to run it beside
+    # the automations) for batches it would only look at.
+    await world.engine.put("buyers", "Bought", {"event": "purchase"})
+    await world.identify("u1", plan="free")
+    seen_today = world.event("track", "u1", name="page_viewed")
+    counted = world.event("track", "u1", name="purchase")
+    newcomer = world.event("track", "u2", name="page_viewed")
+    [viewed] = (await world.store.ingest([seen_today])).stored
+    [bought, first] = (await world.store.ingest([counted, newcomer])).stored
+    world.published.clear()
+    assert not world.engine.wants([viewed]) and not world.engine.wants([])
+    assert world.engine.wants([bought])  # a segment counts it
+    assert world.engine.wants([first])  # a user not yet active today: engagement to record
+
+
 def _count_writes(world: World) -> list[None]:
     calls: list[None] = []
     original = world.store.segment_write
