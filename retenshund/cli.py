@@ -109,7 +109,9 @@ def serve(config: Config) -> int:
         host=config.server.host,
         port=config.server.port,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol, minus a reference cycle per WebSocket
+        # upgrade (retenshund/channels/httpserver.py).
+        http="retenshund.channels.httpserver:HttpProtocol",
         # Our own WebSocket protocol class for uvicorn (same port, plain ASGI to
         # the app). Measured with 5,000 idle sockets and browser-like clients
         # (bench/fanout): uvicorn's "websockets-sansio" costs 62 KB per socket

@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 OURS = "retenshund.channels.wsserver:WebSocketProtocol"
+OURS_HTTP = "retenshund.channels.httpserver:HttpProtocol"
 
 
 @dataclass
@@ -40,13 +41,14 @@ class Live:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, *, ws: str = OURS, timeout: float = 20.0, **options: Any) -> AsyncIterator[Live]:
+async def serving(app: Any, *, ws: str = OURS, http: str = OURS_HTTP, timeout: float = 20.0,
+                  **options: Any) -> AsyncIterator[Live]:
     """Serve ``app`` on a free port of 127.0.0.1 with uvicorn (lifespan on)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, ws=ws, lifespan="on", log_level="warning", server_header=False,
+    config = uvicorn.Config(app, ws=ws, http=http, lifespan="on", log_level="warning", server_header=False,
                             date_header=False, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
