@@ -150,6 +150,7 @@ class AutomationEngine:
             self._exits[name].append(a)
         if a.goal_event:
             self._goals[a.goal_event].append(a)
+        self._tell_store()
 
     def _uninstall(self, automation_id: str) -> None:
         for index in (self._by_event, self._by_segment, self._exits, self._goals):
@@ -159,6 +160,12 @@ class AutomationEngine:
                     del index[key]
         self._current.pop(automation_id, None)
         self.timers.remove_cron(automation_id)
+        self._tell_store()
+
+    def _tell_store(self) -> None:
+        # Events that trigger something come with their sender's profile, read in
+        # the transaction that stores them: entering needs no read of its own.
+        self.store.profile_events = frozenset(self._by_event)
 
     def installed(self, automation: Automation, version: int) -> None:
         """Called after the API saved a new version."""
@@ -257,14 +264,16 @@ class AutomationEngine:
                 targets = [m for m in members if t.include_actor or m != user_id]
             async def enter(target: str, a: Automation = a) -> None:
                 async with self._user(target):
-                    await self._enter(a, target, e.message_id, view["properties"], e.received_at)
+                    await self._enter(a, target, e.message_id, view["properties"], e.received_at,
+                                      e.profile if target == user_id and e.profile is not None else _UNREAD)
 
             await self._each(targets, enter)
 
     # -- entering ------------------------------------------------------------
 
     async def _enter(self, a: Automation, user_id: str, trigger_key: str, event_props: dict[str, Any] | None,
-                     trigger_at: int) -> None:
+                     trigger_at: int, profile: Any = _UNREAD) -> None:
+        """``profile``: the user's, when the caller has it (read with the event)."""
         now = self.clock.now_ms()
         version = await self._current_version(a.automation_id)
         held = a.holdout_percent > 0 and holdout_assign(a.automation_id, user_id, a.holdout_percent)
@@ -288,7 +297,8 @@ class AutomationEngine:
         plan = None
         if first is not None:
             # Planning may read the user's own data (caps, computed variables).
-            profile = await self.store.profile_for_send(user_id)
+            if profile is _UNREAD:
+                profile = await self.store.profile_for_send(user_id)
             run = msgspec.structs.replace(run, pid=profile.pid if profile else 0)
             plan = await self._plan(run, a, first, profile)
         started = await self.store.start_run(run, cap=cap, journal=[entry], skipped=[skipped], first=plan)

@@ -36,6 +36,11 @@ class StoredEvent(msgspec.Struct, kw_only=True):
     data: dict[str, Any]
     timestamp: int
     received_at: int
+    # The sender's profile as the transaction that stored the event left it, for
+    # events named in ``Store.profile_events`` (those that trigger automations):
+    # the first step of the runs they start needs no read. None otherwise, and
+    # for events read back from the store.
+    profile: Profile | None = None
 
 
 class IngestResult(msgspec.Struct):
@@ -69,6 +74,10 @@ class ApiKey(msgspec.Struct, kw_only=True):
 
 
 class Store(Protocol):
+    # Names of track events whose StoredEvent carries its sender's profile (the
+    # automation engine sets the names that trigger something).
+    profile_events: frozenset[str]
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> bool: ...

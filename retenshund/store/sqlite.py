@@ -88,6 +88,7 @@ PROFILE_ROW = (
 )
 # What delivering needs (traits, preferences), on the path of every message: no
 # last_seen_at look-up in activity_days here (the column alone is returned).
+PROFILE_FOR_SEND = "SELECT pid, user_id, traits, preferences, created_at, last_seen_at FROM profiles WHERE pid = ?"
 PROFILES_OF_USERS = (
     "SELECT i.id, p.pid, p.user_id, p.traits, p.preferences, p.created_at, p.last_seen_at"
     " FROM identities i JOIN profiles p ON p.pid = i.pid WHERE i.id IN ({marks})"
@@ -171,6 +172,12 @@ def _restart_wal(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA busy_timeout = 5000")
     if busy:
         log.info("WAL restart postponed: a reader or checkpoint was busy")
+
+
+def _send_profile(row: Any) -> Profile:
+    """(pid, user_id, traits, preferences, created_at, last_seen_at) -> what a send needs."""
+    return Profile(pid=row[0], user_id=row[1], traits=_decode_obj(row[2]), preferences=_decode_obj(row[3]),
+                   groups=[], created_at=row[4], last_seen_at=row[5])
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -287,6 +294,7 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         # profile_for_send calls made in one event-loop turn, read by one query.
         self._profile_waiters: dict[str, list[asyncio.Future[Profile | None]]] = {}
         self._reads_in_flight: set[asyncio.Task[None]] = set()
+        self.profile_events: frozenset[str] = frozenset()
         self.on_events: Callable[[list[StoredEvent]], None] | None = None
         self.writer.on_commit = self._committed
 
@@ -432,14 +440,25 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         elif activity:
             conn.executemany(ADD_ACTIVITY, [(pid, day, n, at) for (pid, day), (n, at) in activity.items()])
         first = last - len(rows) + 1
-        stored = [
-            StoredEvent(id=first + i, pid=pid, profile_user_id=self._user_of(conn, pid),
-                        message_id=e.message_id, type=e.type, event=e.event, user_id=e.user_id,
-                        anonymous_id=e.anonymous_id, data=e.data, timestamp=e.timestamp,
-                        received_at=e.received_at)
-            for i, (e, pid) in enumerate(zip(fresh, pids))
-        ]
+        wanted = self.profile_events
+        profiles: dict[int, Profile | None] = {}
+        stored = []
+        for i, (e, pid) in enumerate(zip(fresh, pids)):
+            profile = None
+            if e.type == "track" and e.event in wanted:
+                if pid not in profiles:
+                    profiles[pid] = self._profile_for_send(conn, pid)
+                profile = profiles[pid]
+            stored.append(StoredEvent(id=first + i, pid=pid, profile_user_id=self._user_of(conn, pid),
+                                      message_id=e.message_id, type=e.type, event=e.event, user_id=e.user_id,
+                                      anonymous_id=e.anonymous_id, data=e.data, timestamp=e.timestamp,
+                                      received_at=e.received_at, profile=profile))
         return IngestResult(stored, duplicates)
+
+    @staticmethod
+    def _profile_for_send(conn: sqlite3.Connection, pid: int) -> Profile | None:
+        row = conn.execute(PROFILE_FOR_SEND, (pid,)).fetchone()
+        return None if row is None else _send_profile(row)
 
     def _unseen(self, conn: sqlite3.Connection, events: list[EventIn],
                 fresh_index: list[int] | None) -> list[EventIn]:
@@ -685,9 +704,7 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
             row = rows.get(user_id)
             for f in futures:
                 if not f.done():  # each caller its own Profile: callers may change theirs
-                    f.set_result(None if row is None else Profile(
-                        pid=row[1], user_id=row[2], traits=_decode_obj(row[3]), preferences=_decode_obj(row[4]),
-                        groups=[], created_at=row[5], last_seen_at=row[6]))
+                    f.set_result(None if row is None else _send_profile(row[1:]))
 
     async def get_profile(self, user_id: str) -> Profile | None:
         assert self._read is not None

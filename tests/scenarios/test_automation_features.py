@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,28 @@ async def test_a_run_done_in_its_first_step_is_written_once_and_a_replayed_trigg
         assert len(await messages_of(api, "ann")) == 1
         assert [j["kind"] for j in await journal_of(api, "ann", "a")] == kinds
         assert len((await api.get("/v1/automations/a/runs?user_id=ann")).json()["runs"]) == 1
+
+
+async def test_a_triggered_send_uses_the_profile_stored_with_its_event(tmp_path: Path) -> None:
+    # The event comes with its sender's profile from the transaction that stored
+    # it: entering the run reads nothing more, and the message has the traits.
+    async with running(make_config(tmp_path / "d"), FakeClock(T0)) as api:
+        await put(api, "/v1/templates/t", {"in_app": {"title": "Hi {{ user.first_name }}"}})
+        await put(api, "/v1/automations/a", {"trigger": {"event": "go"},
+                                             "steps": [{"send": {"channel": "in_app", "template_id": "t"}}]})
+        store = api.services.store
+        reads: list[str] = []
+        real = store.profile_for_send
+
+        async def counted(user_id: str) -> Any:
+            reads.append(user_id)
+            return await real(user_id)
+
+        store.profile_for_send = counted
+        r = await api.post("/v1/batch", {"batch": [
+            {"type": "identify", "userId": "ann", "traits": {"first_name": "Ann"}},
+            {"type": "track", "userId": "ann", "event": "go"}]})
+        assert r.status_code == 200
+        [message] = await messages_of(api, "ann")
+        assert message["rendered"]["title"] == "Hi Ann"
+        assert reads == []

@@ -325,6 +325,19 @@ async def test_returning_senders_keep_their_profiles_when_the_id_cache_fills_mid
         await s.close()
 
 
+async def test_events_named_for_it_carry_their_senders_profile_as_stored(store: Store) -> None:
+    store.profile_events = frozenset({"upgraded"})
+    result = await store.ingest([ev("i1", "identify", traits={"plan": "pro"}), ev("t1", event="upgraded"),
+                                 ev("t2", event="clicked"), ev("t3", event="upgraded", user="nobody-yet")])
+    identify, upgraded, clicked, newcomer = result.stored
+    assert identify.profile is None and clicked.profile is None  # only the named track events
+    assert upgraded.profile is not None and upgraded.profile.traits == {"plan": "pro"}
+    assert upgraded.profile.user_id == "u1" and upgraded.profile.pid == upgraded.pid
+    assert newcomer.profile is not None and newcomer.profile.user_id == "nobody-yet"
+    read_back = await store.events_after(0, 10)
+    assert all(e.profile is None for e in read_back)  # a snapshot of the moment, not stored
+
+
 async def test_profiles_for_sends_asked_at_once_each_get_their_own_answer(store: Store) -> None:
     await store.ingest([ev("i1", "identify", traits={"plan": "pro"}), ev("i2", "identify", user="u2", traits={})])
     ann, bob, nobody, ann_again = await asyncio.gather(
