@@ -64,8 +64,6 @@ OTHER_OK = 0.25  # CPUs other processes may use during a measurement before it i
 STORAGE_OTHER_OK = 0.5  # the storage ceiling's own disk writeback runs in kernel threads
 ROWS_PER_TXN = 500
 EVENT_NAME = "Report Generated"
-TIMESTAMP = "2026-01-15T10:00:00.000Z"
-TIMESTAMP_MS = 1768471200000
 SCENARIOS = [  # (name, events per request: 0 = single /v1/track)
     ("track", 0),
     ("batch100", 100),
@@ -103,7 +101,7 @@ local function uuid4()
 end
 
 local function event(typed)
-  return fmt('{%%s"userId":"user-%%d","event":"%(event)s","messageId":"%%s","timestamp":"%(ts)s",'
+  return fmt('{%%s"userId":"user-%%d","event":"%(event)s","messageId":"%%s",'
              .. '"properties":{"report_type":"weekly_summary","rows":%%d,"cached":false,"duration_ms":%%d},'
              .. '"context":{"library":{"name":"analytics-python","version":"2.4.0"},"ip":"203.0.113.7"}}',
              typed and '"type":"track",' or '', random(1, users), uuid4(), random(1, 5000), random(1, 2000))
@@ -212,7 +210,7 @@ def run_wrk(url: str, batch: int, connections: int, duration: float, seed: int, 
     auth = basic_auth()
     script = workdir / f"load-{batch}-{seed}.lua"
     script.write_text(LUA % {"batch": batch, "users": USERS, "seed": seed, "auth": auth,
-                             "event": EVENT_NAME, "ts": TIMESTAMP})
+                             "event": EVENT_NAME})
     cmd = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
            "-s", str(script), url]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -261,7 +259,7 @@ INSERT_IDENTITY = "INSERT INTO identities (id, pid) VALUES (?, ?)"
 INSERT_EVENT = ("INSERT INTO events (pid, message_id, type, event, user_id, anonymous_id, data, timestamp,"
                 " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 ADD_ACTIVITY = ("INSERT INTO activity_days (pid, day, count, last_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (pid, day) DO UPDATE SET count = count + excluded.count,"
+                " ON CONFLICT (day, pid) DO UPDATE SET count = count + excluded.count,"
                 " last_at = max(last_at, excluded.last_at)")
 DAY_MS = 86_400_000
 
@@ -303,7 +301,7 @@ def storage_ceiling(db: Path, events: int, touch: bool, seed: int) -> dict[str, 
             ids.append((mid, now))
             rows.append((pid, mid, "track", EVENT_NAME, f"user-{user}", None,
                          DATA_TEMPLATE.format(rows=rnd.randint(1, 5000), ms=rnd.randint(1, 2000)),
-                         TIMESTAMP_MS, now))
+                         now, now))
             touched[pid] = now
         txns.append((ids, profiles, identities, rows, list(touched.items())))
     started = time.perf_counter()
@@ -317,7 +315,7 @@ def storage_ceiling(db: Path, events: int, touch: bool, seed: int) -> dict[str, 
             conn.executemany(INSERT_IDENTITY, identities)
         conn.executemany(INSERT_EVENT, rows)
         if activity:
-            conn.executemany(ADD_ACTIVITY, [(pid, TIMESTAMP_MS // DAY_MS, 1, at) for pid, at in touched])
+            conn.executemany(ADD_ACTIVITY, [(pid, now // DAY_MS, 1, at) for pid, at in touched])
         conn.execute("COMMIT")
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_started

@@ -77,7 +77,7 @@ def track_body(rnd: random.Random) -> bytes:
     mid = ingest.uuid4(rnd)
     data = ingest.DATA_TEMPLATE.format(rows=rnd.randint(1, 5000), ms=rnd.randint(1, 2000))
     return (f'{{"userId":"user-{user}","event":{json.dumps(ingest.EVENT_NAME)},"messageId":"{mid}",'
-            f'"timestamp":"{ingest.TIMESTAMP}",{data[1:]}').encode()
+            f'{data[1:]}').encode()
 
 
 def build_requests(host: str, path: str, count: int, rnd: random.Random) -> list[bytes]:

@@ -95,3 +95,34 @@ async def test_the_checkpoint_thread_yields_the_cpu_to_the_loop_and_the_writer(t
         assert _nice("/proc/thread-self/stat") == before  # the loop's thread is untouched
     finally:
         await store.close()
+
+
+async def test_a_log_twice_past_the_limit_is_restarted_at_once_without_catching_up_first(tmp_path: Path) -> None:
+    """Catching up before asking costs a round per try; when the writer outruns the
+    thread (a large store: each round took ~1 s) the log kept growing meanwhile,
+    past 1 GB. Past twice the limit the restart is asked for after one round."""
+    (tmp_path / "x.db").touch()
+    seen: list[tuple[str, object]] = []
+    script = iter([100, 250, 260, 270])
+
+    class Scripted(Checkpointer):
+        def _copy(self, conn: object) -> int:  # type: ignore[override]
+            frames = next(script, 0)
+            seen.append(("round", frames))
+            return frames
+
+    ck = Scripted(tmp_path / "x.db", lambda urgent: seen.append(("restart", urgent)),
+                  interval_s=0.001, restart_frames=100)
+    ck.start()
+    deadline = time.monotonic() + 10
+    while sum(1 for what, _ in seen if what == "restart") < 2:
+        assert time.monotonic() < deadline, "no restart was asked for"
+        await asyncio.sleep(0.005)
+    await ck.close()
+    assert seen[:5] == [
+        ("round", 100),                     # past the limit: catch up first
+        ("round", 250),                     # ... and the catching up found it twice past
+        ("restart", True),
+        ("round", 260),                     # twice past: asked at once, no catching up
+        ("restart", True),
+    ]

@@ -415,3 +415,35 @@ def test_a_users_journal_and_automation_fatigue_are_read_through_the_users_index
     plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + RECENT_AUTOMATION_MESSAGES, (1, 0)))
     assert "USING INDEX messages_pid" in plan
     conn.close()
+
+
+def test_activity_days_are_clustered_by_day_and_read_by_profile_through_an_index(tmp_path: Any) -> None:
+    """Every event updates its sender's row for the day: keyed by day first, today's
+    rows sit together however long the history (migration 0010), and the rows a
+    store held before the migration are all still there."""
+    import sqlite3
+
+    from retenshund.store.migrate import apply_sqlite, migrations
+    from retenshund.store.sqlite import ADD_ACTIVITY, DELETE_ACTIVITY, PROFILE_ROW
+    from retenshund.store.sqlite_segments import ACTIVITY, ACTIVITY_OF
+
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+    for version, name, sql in migrations():
+        if version < 10:
+            conn.executescript(f"BEGIN;\n{sql}\nINSERT INTO schema_version VALUES ({version}, '{name}');\nCOMMIT;")
+    old_rows = [(pid, day, pid * day % 7 + 1, day * 1000 + pid) for pid in range(1, 40) for day in (20000, 20001, 20005)]
+    conn.executemany("INSERT INTO activity_days (pid, day, count, last_at) VALUES (?, ?, ?, ?)", old_rows)
+    assert apply_sqlite(conn) == ["0010_activity_by_day.sql"]
+
+    assert sorted(conn.execute("SELECT pid, day, count, last_at FROM activity_days")) == sorted(old_rows)
+    key = sorted((row[5], row[1]) for row in conn.execute("PRAGMA table_info(activity_days)") if row[5])
+    assert key == [(1, "day"), (2, "pid")]
+    conn.execute(ADD_ACTIVITY, (3, 20005, 2, 1))  # an existing row: counted, last_at kept
+    assert conn.execute("SELECT count, last_at FROM activity_days WHERE pid = 3 AND day = 20005").fetchone() == (
+        3 * 20005 % 7 + 1 + 2, 20005 * 1000 + 3)
+    for sql, args in [(ACTIVITY, (3, 20000, 20005)), (ACTIVITY_OF.format(marks="?,?"), (3, 4, 20000, 20005)),
+                      (PROFILE_ROW, (3,)), (DELETE_ACTIVITY, (3,))]:
+        plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+        assert "activity_days_pid" in plan, (sql, plan)
+    conn.close()
