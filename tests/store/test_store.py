@@ -447,3 +447,16 @@ def test_activity_days_are_clustered_by_day_and_read_by_profile_through_an_index
         plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
         assert "activity_days_pid" in plan, (sql, plan)
     conn.close()
+
+
+def test_runs_left_between_two_steps_are_found_at_start_without_reading_every_run(tmp_path: Any) -> None:
+    import sqlite3
+
+    from retenshund.store.migrate import apply_sqlite
+    from retenshund.store.sqlite_automations import ACTIVE_RUNS
+
+    conn = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
+    apply_sqlite(conn)
+    plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + ACTIVE_RUNS, (10,)))
+    assert "USING INDEX runs_active" in plan and "TEMP B-TREE" not in plan
+    conn.close()
