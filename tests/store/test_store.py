@@ -434,7 +434,7 @@ def test_activity_days_are_clustered_by_day_and_read_by_profile_through_an_index
             conn.executescript(f"BEGIN;\n{sql}\nINSERT INTO schema_version VALUES ({version}, '{name}');\nCOMMIT;")
     old_rows = [(pid, day, pid * day % 7 + 1, day * 1000 + pid) for pid in range(1, 40) for day in (20000, 20001, 20005)]
     conn.executemany("INSERT INTO activity_days (pid, day, count, last_at) VALUES (?, ?, ?, ?)", old_rows)
-    assert apply_sqlite(conn) == ["0010_activity_by_day.sql"]
+    assert apply_sqlite(conn)[0] == "0010_activity_by_day.sql"
 
     assert sorted(conn.execute("SELECT pid, day, count, last_at FROM activity_days")) == sorted(old_rows)
     key = sorted((row[5], row[1]) for row in conn.execute("PRAGMA table_info(activity_days)") if row[5])
