@@ -235,7 +235,8 @@ async def main() -> None:
     daemon_cpu = str(cpus[0]) if len(cpus) >= 2 else None
     if daemon_cpu is not None:
         os.sched_setaffinity(0, {cpus[1]})
-    print(f"in-app time-to-trigger: send API -> frame on the user's socket; one message per user at "
+    path = "POST /v1/track -> automation" if args.via == "track" else "send API"
+    print(f"in-app time-to-trigger: {path} -> frame on the user's socket; one message per user at "
           f"{args.rate:.0f}/s; daemon on cpu {daemon_cpu}, clients on cpu {sorted(os.sched_getaffinity(0))}",
           flush=True)
     for n in [int(x) for x in args.clients.split(",")]:

@@ -470,14 +470,12 @@ class AutomationEngine:
 
     async def _compute(self, pid: int, c: Any, now: int) -> Any:
         since = now - c.within_ms if c.within_ms is not None else 0
-        # The newest one is all that "last" needs.
-        rows = await self.store.event_properties(pid, c.event, since, 1 if c.agg == "last" else 10_000)
         if c.agg == "count":
-            return len(rows)
-        values = [r.get(c.property) for r in rows]
-        if c.agg == "last":
-            return values[0] if values else None
-        return sum(v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool))
+            return await self.store.count_events(pid, c.event, since)
+        if c.agg == "sum":
+            return await self.store.sum_property(pid, c.event, since, c.property)
+        rows = await self.store.event_properties(pid, c.event, since, 1)  # "last": the newest one
+        return rows[0].get(c.property) if rows else None
 
     async def _webhook(self, run: Run, step: Step, key: str) -> JournalEntry:
         from ..channels.webhook import call_webhook

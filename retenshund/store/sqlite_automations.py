@@ -76,6 +76,14 @@ GROUP BY r.holdout
 REPORT_ELIGIBLE = "SELECT holdout, count(DISTINCT pid) FROM runs WHERE automation_id = ? AND started_at <= ? GROUP BY holdout"
 EVENT_PROPS = ("SELECT json_extract(data, '$.properties') FROM events WHERE pid = ? AND event = ? AND timestamp >= ?"
                " ORDER BY id DESC LIMIT ?")
+# Computed variables: counted and added up where the events are, over all of
+# them (reading them out was capped at the newest 10,000). Booleans and
+# strings are not numbers to `sum`, as in Python; json_type tells them apart.
+EVENT_COUNT = "SELECT count(*) FROM events WHERE pid = ? AND event = ? AND timestamp >= ?"
+_NUMERIC = " FROM events WHERE pid = ?2 AND event = ?3 AND timestamp >= ?4 AND json_type(data, ?1) IN ('integer', 'real')"
+EVENT_SUM = "SELECT sum(json_extract(data, ?1))" + _NUMERIC
+EVENT_TOTAL = "SELECT total(json_extract(data, ?1))" + _NUMERIC  # past 64-bit integers
+EVENT_ALL_PROPS = "SELECT json_extract(data, '$.properties') FROM events WHERE pid = ? AND event = ? AND timestamp >= ?"
 GET_STATE = "SELECT value FROM engine_state WHERE key = ?"
 SET_STATE = "INSERT OR REPLACE INTO engine_state (key, value) VALUES (?, ?)"
 
@@ -313,6 +321,27 @@ class AutomationsSqlite:
         """Properties of a user's events of one name since a time, newest first, at
         most ``limit`` of them (for computed variables)."""
         return [_decode(r[0]) if r[0] else {} for r in await self._all(EVENT_PROPS, (pid, event, since_ms, limit))]
+
+    async def count_events(self, pid: int, event: str, since_ms: int) -> int:
+        """How many of a user's events of one name there are since a time."""
+        return int((await self._one(EVENT_COUNT, (pid, event, since_ms)))[0])
+
+    async def sum_property(self, pid: int, event: str, since_ms: int, prop: str) -> int | float:
+        """The sum of a numeric property over a user's events of one name since a
+        time; values that are not numbers (booleans included) are skipped."""
+        if '"' in prop:  # not expressible as a JSON path label: add them up here
+            total: int | float = 0
+            for (raw,) in await self._all(EVENT_ALL_PROPS, (pid, event, since_ms)):
+                value = _decode(raw).get(prop) if raw else None
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    total += value
+            return total
+        args = (f'$.properties."{prop}"', pid, event, since_ms)
+        try:
+            row = await self._one(EVENT_SUM, args)
+        except sqlite3.OperationalError:  # integer overflow
+            row = await self._one(EVENT_TOTAL, args)
+        return 0 if row[0] is None else row[0]
 
     async def get_state(self, key: str) -> str | None:
         row = await self._one(GET_STATE, (key,))

@@ -460,3 +460,28 @@ def test_runs_left_between_two_steps_are_found_at_start_without_reading_every_ru
     plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN " + ACTIVE_RUNS, (10,)))
     assert "USING INDEX runs_active" in plan and "TEMP B-TREE" not in plan
     conn.close()
+
+
+async def test_computed_variables_count_and_add_up_every_event_not_only_the_newest(store: Any) -> None:
+    """``count`` and ``sum`` cover all of a user's events of the name since the
+    bound (they were read out, capped at the newest 10,000); ``sum`` skips what is
+    not a number, booleans included, as Python's numbers do."""
+    values: list[Any] = [1] * 10_004 + [2.5, True, "7", None, {"x": 1}]
+    events = [ev(f"o{i}", event="order", properties={"total": v}, at=T0 + i) for i, v in enumerate(values)]
+    events += [ev("o-no-total", event="order", properties={}, at=T0), ev("other", event="refund", properties={"total": 5})]
+    events += [ev(f"d{i}", event="order", properties={"a.b c": 3}, at=T0 + i) for i in range(2)]
+    events += [ev("q", event="order", properties={'say "hi"': 4, "total": 0}, at=T0 + 20_000)]
+    await store.ingest(events)
+    pid = (await store.get_profile("u1")).pid
+    assert await store.count_events(pid, "order", 0) == len(values) + 1 + 2 + 1
+    assert await store.count_events(pid, "order", T0 + 10_004) == 5 + 1
+    assert await store.count_events(pid, "nothing", 0) == 0
+    total = await store.sum_property(pid, "order", 0, "total")
+    assert total == 10_004 + 2.5 and isinstance(total, float)
+    assert await store.sum_property(pid, "order", T0 + 10_005, "total") == 0  # only non-numbers after
+    assert await store.sum_property(pid, "order", 0, "a.b c") == 6  # a key that is no plain JSON path label
+    assert await store.sum_property(pid, "order", 0, 'say "hi"') == 4
+    assert await store.sum_property(pid, "nothing", 0, "total") == 0
+    huge = [ev(f"h{i}", event="big", properties={"n": 2**62}) for i in range(3)]
+    await store.ingest(huge)
+    assert await store.sum_property(pid, "big", 0, "n") == float(3 * 2**62)  # past 64 bits: a float
