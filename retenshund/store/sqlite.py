@@ -89,6 +89,8 @@ PROFILE_ROW = (
 # What delivering needs (traits, preferences), on the path of every message: no
 # last_seen_at look-up in activity_days here (the column alone is returned).
 PROFILE_FOR_SEND = "SELECT pid, user_id, traits, preferences, created_at, last_seen_at FROM profiles WHERE pid = ?"
+PROFILES_OF_PIDS = ("SELECT pid, user_id, traits, preferences, created_at, last_seen_at FROM profiles"
+                    " WHERE pid IN ({marks})")
 PROFILES_OF_USERS = (
     "SELECT i.id, p.pid, p.user_id, p.traits, p.preferences, p.created_at, p.last_seen_at"
     " FROM identities i JOIN profiles p ON p.pid = i.pid WHERE i.id IN ({marks})"
@@ -444,14 +446,11 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
             conn.executemany(ADD_ACTIVITY, [(pid, day, n, at) for (pid, day), (n, at) in activity.items()])
         first = last - len(rows) + 1
         wanted = self.profile_events
-        profiles: dict[int, Profile | None] = {}
+        profiles = self._profiles_for_send(conn, {pid for e, pid in zip(fresh, pids)
+                                                  if e.type == "track" and e.event in wanted}) if wanted else {}
         stored = []
         for i, (e, pid) in enumerate(zip(fresh, pids)):
-            profile = None
-            if e.type == "track" and e.event in wanted:
-                if pid not in profiles:
-                    profiles[pid] = self._profile_for_send(conn, pid)
-                profile = profiles[pid]
+            profile = profiles.get(pid) if e.type == "track" and e.event in wanted else None
             stored.append(StoredEvent(id=first + i, pid=pid, profile_user_id=self._user_of(conn, pid),
                                       message_id=e.message_id, type=e.type, event=e.event, user_id=e.user_id,
                                       anonymous_id=e.anonymous_id, data=e.data, timestamp=e.timestamp,
@@ -459,9 +458,18 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         return IngestResult(stored, duplicates)
 
     @staticmethod
-    def _profile_for_send(conn: sqlite3.Connection, pid: int) -> Profile | None:
-        row = conn.execute(PROFILE_FOR_SEND, (pid,)).fetchone()
-        return None if row is None else _send_profile(row)
+    def _profiles_for_send(conn: sqlite3.Connection, pids: set[int]) -> dict[int, Profile]:
+        """The profiles of a commit's triggering senders, by one query per chunk:
+        one statement per sender cost the writer a GIL hand-off each (a sixth of
+        its time with 200 automations on the event)."""
+        if len(pids) == 1:
+            row = conn.execute(PROFILE_FOR_SEND, (next(iter(pids)),)).fetchone()
+            return {} if row is None else {row[0]: _send_profile(row)}
+        out: dict[int, Profile] = {}
+        for chunk in _chunks(list(pids), _CHUNK):
+            for row in conn.execute(PROFILES_OF_PIDS.format(marks=",".join("?" * len(chunk))), chunk):
+                out[row[0]] = _send_profile(row)
+        return out
 
     def _unseen(self, conn: sqlite3.Connection, events: list[EventIn],
                 fresh_index: list[int] | None) -> list[EventIn]:

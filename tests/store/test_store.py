@@ -485,3 +485,23 @@ async def test_computed_variables_count_and_add_up_every_event_not_only_the_newe
     huge = [ev(f"h{i}", event="big", properties={"n": 2**62}) for i in range(3)]
     await store.ingest(huge)
     assert await store.sum_property(pid, "big", 0, "n") == float(3 * 2**62)  # past 64 bits: a float
+
+
+async def test_the_profiles_a_commit_brings_are_read_by_one_statement_per_500_senders(tmp_path: Any) -> None:
+    from retenshund.store.sqlite import SqliteStore
+
+    s = SqliteStore(tmp_path / "one")
+    await s.open()
+    try:
+        await s.ingest([ev(f"i{i}", "identify", user=f"u{i}", traits={"n": i}) for i in range(600)])
+        s.profile_events = frozenset({"upgraded"})
+        statements: list[str] = []
+        await s.writer.run(lambda conn: conn.set_trace_callback(statements.append))
+        result = await s.ingest([ev(f"t{i}", event="upgraded", user=f"u{i % 600}") for i in range(1200)])
+        await s.writer.run(lambda conn: conn.set_trace_callback(None))
+        assert [e.profile.traits["n"] if e.profile else None for e in result.stored] == [i % 600 for i in range(1200)]
+        assert result.stored[0].profile is result.stored[600].profile  # one per sender
+        reads = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT") and "FROM profiles" in sql]
+        assert len(reads) == 2  # 600 senders: two chunks of at most 500
+    finally:
+        await s.close()
