@@ -206,7 +206,8 @@ class Writer:
                         i += 1
                         continue
                     j = i
-                    while j < len(jobs) and jobs[j].merge_key == job.merge_key and jobs[j].fn is job.fn:
+                    # == and not `is`: a bound method is a new object at each access.
+                    while j < len(jobs) and jobs[j].merge_key == job.merge_key and jobs[j].fn == job.fn:
                         j += 1
                     results.extend(self._merged(conn, jobs[i:j]))
                     i = j

@@ -505,3 +505,44 @@ async def test_the_profiles_a_commit_brings_are_read_by_one_statement_per_500_se
         assert len(reads) == 2  # 600 senders: two chunks of at most 500
     finally:
         await s.close()
+
+
+async def test_ingests_that_meet_in_a_group_commit_are_stored_by_one_call(tmp_path: Any) -> None:
+    """Single-event requests queued together are written as one batch (one
+    statement per table, one savepoint), not one after another: the writer's
+    merge once compared bound methods with ``is`` and never matched."""
+    import threading
+
+    from retenshund.store.sqlite import SqliteStore
+
+    s = SqliteStore(tmp_path / "one")
+    await s.open()
+    try:
+        calls: list[int] = []
+        real = s._ingest
+
+        def counted(conn: Any, events: list[EventIn], *args: Any, **kw: Any) -> Any:
+            calls.append(len(events))
+            return real(conn, events, *args, **kw)
+
+        s._ingest = counted  # type: ignore[method-assign]
+        busy, release = threading.Event(), threading.Event()
+
+        def hold(conn: Any) -> None:
+            busy.set()
+            release.wait(5)
+
+        blocker = asyncio.ensure_future(s.writer.run(hold))
+        await asyncio.to_thread(busy.wait, 5)
+        tasks = [asyncio.ensure_future(s.ingest([ev(f"m{i}", user=f"u{i % 7}")])) for i in range(50)]
+        tasks.append(asyncio.ensure_future(s.ingest([ev("m3", user="u3")])))  # a retry: a duplicate
+        await asyncio.sleep(0)  # every request's job is queued behind the blocker
+        release.set()
+        await blocker
+        results = await asyncio.gather(*tasks)
+        assert calls == [51]
+        assert [len(r.stored) for r in results] == [1] * 50 + [0] and results[-1].duplicates == 1
+        assert [e.message_id for r in results for e in r.stored] == [f"m{i}" for i in range(50)]
+        assert len(await s.events_after(0, 1000)) == 50
+    finally:
+        await s.close()
