@@ -204,9 +204,8 @@ class Dispatcher:
             if m.inbox is None or sender is None:
                 continue
             if self.metrics is not None:
-                self.metrics.messages.labels(m.channel, "delivered").inc()
-                if m.delivered_at is not None:
-                    self.metrics.time_to_trigger.labels(m.channel).observe((m.delivered_at - m.trigger_at) / 1000)
+                self.metrics.message_done(m.channel, "delivered", None if m.delivered_at is None
+                                          else (m.delivered_at - m.trigger_at) / 1000)
             sender.committed(m, Delivery(status="delivered", inbox=m.inbox), m.unread_after)
 
     async def _record(self, job: Job, delivery: Delivery, content: dict[str, Any] | None) -> None:
@@ -237,9 +236,9 @@ class Dispatcher:
                 user_id=done.user_id, kind="suppressed", at=now, automation_id=done.automation_id,
                 run_id=done.run_id, detail=f"{done.channel}: {done.reason}")])
         if self.metrics is not None:
-            self.metrics.messages.labels(m.channel, done.status).inc()
-            if done.delivered_at is not None and delivery.status in ("sent", "delivered"):
-                self.metrics.time_to_trigger.labels(m.channel).observe((done.delivered_at - done.trigger_at) / 1000)
+            delivered = done.delivered_at is not None and delivery.status in ("sent", "delivered")
+            self.metrics.message_done(m.channel, done.status, (done.delivered_at - done.trigger_at) / 1000
+                                      if delivered and done.delivered_at is not None else None)
         sender = self.senders.get(m.channel)
         if sender is not None:
             try:

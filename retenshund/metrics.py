@@ -6,7 +6,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
@@ -22,22 +22,12 @@ class Metrics:
         self._hot = _LoopMetrics()
         r.register(self._hot)
         self.rejected = Counter("retenshun_events_rejected", "Events rejected as invalid", registry=r)
-        self.commit_seconds = Histogram("retenshun_store_commit_seconds", "Group commit duration", registry=r,
-                                        buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1))
-        self.commit_ops = Histogram("retenshun_store_commit_ops", "Writes gathered into one commit", registry=r,
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
         self.queue_depth = Gauge("retenshun_store_queue_depth", "Writes waiting for the writer", registry=r)
         self.bus_lag = Gauge("retenshun_bus_lag", "Events buffered for a bus subscriber", ["subscriber"],
                              registry=r)
         self.rate_limited = Counter("retenshun_rate_limited", "Requests refused by rate limits", ["kind"],
                                     registry=r)
 
-        self.messages = Counter("retenshun_messages", "Messages by channel and final status",
-                                ["channel", "status"], registry=r)
-        self.time_to_trigger = Histogram(
-            "retenshun_time_to_trigger_seconds", "Triggering event received -> message delivered",
-            ["channel"], registry=r,
-            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 300, 3600))
 
     def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
         """One HTTP request answered (event loop only)."""
@@ -59,8 +49,20 @@ class Metrics:
         hot.duplicates += duplicates
 
     def observe_commit(self, ops: int, seconds: float) -> None:
-        self.commit_ops.observe(ops)
-        self.commit_seconds.observe(seconds)
+        """One group commit (event loop only)."""
+        self._hot.commit_ops.observe(ops)
+        self._hot.commit_seconds.observe(seconds)
+
+    def message_done(self, channel: str, status: str, time_to_trigger_s: float | None = None) -> None:
+        """A message reached a final status (event loop only)."""
+        hot = self._hot
+        key = (channel, status)
+        hot.messages[key] = hot.messages.get(key, 0) + 1
+        if time_to_trigger_s is not None:
+            h = hot.time_to_trigger.get(channel)
+            if h is None:
+                h = hot.time_to_trigger[channel] = _Histogram(_TTT_BUCKETS)
+            h.observe(time_to_trigger_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -68,6 +70,9 @@ class Metrics:
 
 _LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5)
 _BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500)
+_COMMIT_SECONDS_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1)
+_COMMIT_OPS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_TTT_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 300, 3600)
 
 
 class _Histogram:
@@ -94,7 +99,9 @@ class _Histogram:
 
 
 class _LoopMetrics:
-    """The per-request metrics, as a collector of the app's registry."""
+    """The per-request, per-commit and per-message metrics, as a collector of the
+    app's registry: plain numbers, since only the event loop changes them
+    (prometheus_client's take a lock and a label look-up each time)."""
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, int], int] = {}
@@ -102,6 +109,10 @@ class _LoopMetrics:
         self.events: dict[str, int] = {}
         self.duplicates = 0
         self.batch_size = _Histogram(_BATCH_BUCKETS)
+        self.commit_seconds = _Histogram(_COMMIT_SECONDS_BUCKETS)
+        self.commit_ops = _Histogram(_COMMIT_OPS_BUCKETS)
+        self.messages: dict[tuple[str, str], int] = {}
+        self.time_to_trigger: dict[str, _Histogram] = {}
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("retenshun_http_requests", "HTTP requests by route and status",
@@ -122,3 +133,19 @@ class _LoopMetrics:
         batch = HistogramMetricFamily("retenshun_ingest_batch_size", "Events per ingestion request")
         batch.add_metric([], self.batch_size.buckets(), self.batch_size.sum)
         yield batch
+        seconds = HistogramMetricFamily("retenshun_store_commit_seconds", "Group commit duration")
+        seconds.add_metric([], self.commit_seconds.buckets(), self.commit_seconds.sum)
+        yield seconds
+        ops = HistogramMetricFamily("retenshun_store_commit_ops", "Writes gathered into one commit")
+        ops.add_metric([], self.commit_ops.buckets(), self.commit_ops.sum)
+        yield ops
+        messages = CounterMetricFamily("retenshun_messages", "Messages by channel and final status",
+                                       labels=["channel", "status"])
+        for (channel, status), n in list(self.messages.items()):
+            messages.add_metric([channel, status], n)
+        yield messages
+        ttt = HistogramMetricFamily("retenshun_time_to_trigger_seconds",
+                                    "Triggering event received -> message delivered", labels=["channel"])
+        for channel, h in list(self.time_to_trigger.items()):
+            ttt.add_metric([channel], h.buckets(), h.sum)
+        yield ttt

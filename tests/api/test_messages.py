@@ -147,3 +147,19 @@ async def test_deleting_a_user_removes_their_messages_and_inbox(api: Api) -> Non
     assert (await api.get(f"/v1/messages/{out['message_id']}")).status_code == 404
     token = (await api.post("/v1/users/u1/token")).json()["token"]
     assert (await api.get("/v1/inbox", key=token)).json()["messages"] == []
+
+
+async def test_metrics_count_outcomes_by_channel_and_time_to_trigger(api: Api) -> None:
+    await setup_user(api)
+    await put_template(api)
+    out = await send(api, {"user_id": "u1", "channel": ["in_app", "push"]})
+    await wait_status(api, out["messages"][0]["message_id"], "delivered")
+    await wait_status(api, out["messages"][1]["message_id"], "suppressed")
+    text = (await api.get("/metrics", key=None)).text
+    assert 'retenshun_messages_total{channel="in_app",status="delivered"} 1.0' in text
+    assert 'retenshun_messages_total{channel="push",status="suppressed"} 1.0' in text
+    assert 'retenshun_time_to_trigger_seconds_count{channel="in_app"} 1.0' in text
+    assert 'retenshun_time_to_trigger_seconds_bucket{channel="in_app",le="+Inf"} 1.0' in text
+    ttt = [line for line in text.splitlines() if line.startswith("retenshun_time_to_trigger_seconds")]
+    assert ttt and not [line for line in ttt if 'channel="push"' in line]  # no push was delivered
+    assert "retenshun_store_commit_ops_count" in text
