@@ -28,7 +28,6 @@ class Metrics:
         self.rate_limited = Counter("retenshun_rate_limited", "Requests refused by rate limits", ["kind"],
                                     registry=r)
 
-
     def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
         """One HTTP request answered (event loop only)."""
         hot = self._hot

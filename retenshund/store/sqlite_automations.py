@@ -339,8 +339,10 @@ class AutomationsSqlite:
         args = (f'$.properties."{prop}"', pid, event, since_ms)
         try:
             row = await self._one(EVENT_SUM, args)
-        except sqlite3.OperationalError:  # integer overflow
-            row = await self._one(EVENT_TOTAL, args)
+        except sqlite3.OperationalError as exc:
+            if "overflow" not in str(exc):
+                raise
+            row = await self._one(EVENT_TOTAL, args)  # past 64-bit integers: a float
         return 0 if row[0] is None else row[0]
 
     async def get_state(self, key: str) -> str | None:
