@@ -35,6 +35,10 @@ class FakeClock:
         self._now = ms
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_MS = _dt.timedelta(milliseconds=1)
+
+
 def iso(ms: int | None) -> str | None:
     """Milliseconds -> ``2026-11-26T08:00:00.000Z`` (the contract's output format)."""
     if ms is None:
@@ -57,4 +61,6 @@ def parse_iso(text: str) -> int:
     dt = _dt.datetime.fromisoformat(t)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=_dt.UTC)
-    return int(dt.timestamp() * 1000)
+    # In integers: timestamp() * 1000 is a float and came out 1 ms short for
+    # some times (17179869.183 s -> 17179869182 ms).
+    return (dt - _EPOCH) // _MS

@@ -19,6 +19,12 @@ def test_iso_is_the_contracts_format_to_the_millisecond(ms: int) -> None:
     assert parse_iso(iso(ms) or "") == ms
 
 
+def test_a_time_parses_to_its_exact_millisecond() -> None:
+    assert parse_iso("1970-07-18T20:11:09.183Z") == 17_179_869_183  # float arithmetic made it ...182
+    assert parse_iso("2026-11-26T09:00:00.000+01:00") == parse_iso("2026-11-26T08:00:00Z")
+    assert parse_iso("2026-11-26T08:00:00.0009Z") == parse_iso("2026-11-26T08:00:00Z")  # below 1 ms: dropped
+
+
 def test_no_time_is_null() -> None:
     assert iso(None) is None
     assert iso(1_780_000_000_123) == "2026-05-28T20:26:40.123Z"
