@@ -88,7 +88,6 @@ PROFILE_ROW = (
 )
 # What delivering needs (traits, preferences), on the path of every message: no
 # last_seen_at look-up in activity_days here (the column alone is returned).
-PROFILE_FOR_SEND = "SELECT pid, user_id, traits, preferences, created_at, last_seen_at FROM profiles WHERE pid = ?"
 PROFILES_OF_PIDS = ("SELECT pid, user_id, traits, preferences, created_at, last_seen_at FROM profiles"
                     " WHERE pid IN ({marks})")
 PROFILES_OF_USERS = (
@@ -470,9 +469,6 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         """The profiles of a commit's triggering senders, by one query per chunk:
         one statement per sender cost the writer a GIL hand-off each (a sixth of
         its time with 200 automations on the event)."""
-        if len(pids) == 1:
-            row = conn.execute(PROFILE_FOR_SEND, (next(iter(pids)),)).fetchone()
-            return {} if row is None else {row[0]: _send_profile(row)}
         out: dict[int, Profile] = {}
         for chunk in _chunks(list(pids), _CHUNK):
             for row in conn.execute(PROFILES_OF_PIDS.format(marks=",".join("?" * len(chunk))), chunk):

@@ -537,6 +537,7 @@ async def test_ingests_that_meet_in_a_group_commit_are_stored_by_one_call(tmp_pa
         tasks = [asyncio.ensure_future(s.ingest([ev(f"m{i}", user=f"u{i % 7}")])) for i in range(50)]
         tasks.append(asyncio.ensure_future(s.ingest([ev("m3", user="u3")])))  # a retry: a duplicate
         await asyncio.sleep(0)  # every request's job is queued behind the blocker
+        assert s.writer.pending == 52
         release.set()
         await blocker
         results = await asyncio.gather(*tasks)
