@@ -138,6 +138,9 @@ class SqliteSegmentTx:
         self._rows: dict[int, EngagementRow | None] = {}
         self._activity: dict[int, dict[int, int]] = {}
         self._activity_range = (0, -1)
+        # Engagement rows set in this transaction, written by flush() in one
+        # executemany (a first-seen user's row is otherwise one statement each).
+        self._engagement_out: dict[int, tuple[Any, ...]] = {}
 
     # -- profiles ---------------------------------------------------------
 
@@ -168,6 +171,8 @@ class SqliteSegmentTx:
                 rows[row[0]] = _engagement_row(row[1:])
             for pid, day, count in self._conn.execute(ACTIVITY_OF.format(marks=marks), (*chunk, first_day, last_day)):
                 activity[pid][day] = count
+        for pid in self._engagement_out.keys() & rows.keys():
+            rows[pid] = self._rows[pid]  # set earlier in this transaction, not written yet
         self._rows = rows
         self._activity = activity
         self._activity_range = (first_day, last_day)
@@ -270,10 +275,9 @@ class SqliteSegmentTx:
 
     def set_engagement_row(self, pid: int, row: EngagementRow) -> None:
         e = row.engagement
-        self._conn.execute(SET_ENGAGEMENT, (pid, row.last_active_day, row.day, e.state, e.baseline, e.recent,
-                                            e.ratio, e.active_days))
-        if pid in self._rows:
-            self._rows[pid] = row
+        self._engagement_out[pid] = (pid, row.last_active_day, row.day, e.state, e.baseline, e.recent,
+                                     e.ratio, e.active_days)
+        self._rows[pid] = row  # what engagement_row returns from now on in this transaction
 
     # -- events about the user ---------------------------------------------
 
@@ -283,7 +287,10 @@ class SqliteSegmentTx:
                                     timestamp=at, received_at=self._now))
 
     def flush(self) -> IngestResult | None:
-        """Store the events this transaction emitted, in the same transaction."""
+        """Write the engagement rows set and store the events emitted, in the same transaction."""
+        if self._engagement_out:
+            self._conn.executemany(SET_ENGAGEMENT, list(self._engagement_out.values()))
+            self._engagement_out.clear()
         if not self._events:
             return None
         return self._store._ingest(self._conn, self._events)  # type: ignore[no-any-return]

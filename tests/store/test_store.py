@@ -547,3 +547,44 @@ async def test_ingests_that_meet_in_a_group_commit_are_stored_by_one_call(tmp_pa
         assert len(await s.events_after(0, 1000)) == 50
     finally:
         await s.close()
+
+
+async def test_engagement_rows_set_in_a_segment_write_are_one_statement_and_read_back_in_it(tmp_path: Any) -> None:
+    """A batch of first-seen users sets one engagement row each: written with one
+    executemany at the end of the transaction, and every read in between (one
+    by one or prefetched) already sees what was set."""
+    from retenshund.engine.baseline import Engagement
+    from retenshund.engine.engagement import EngagementRow
+    from retenshund.store.sqlite import SqliteStore
+
+    s = SqliteStore(tmp_path / "one")
+    await s.open()
+    try:
+        stored = (await s.ingest([ev(f"e{i}", user=f"u{i}") for i in range(50)])).stored
+        pids = [e.pid for e in stored]
+
+        def row(day: int) -> EngagementRow:
+            return EngagementRow(last_active_day=day, day=day,
+                                 engagement=Engagement(baseline=1.0, recent=2.0, ratio=2.0, state="rising", active_days=1))
+
+        def write(tx: Any) -> tuple[Any, Any, Any]:
+            for pid in pids:
+                tx.set_engagement_row(pid, row(10))
+            one = tx.engagement_row(pids[0])
+            tx.prefetch_engagement(pids[:10], 0, 10)
+            prefetched = tx.engagement_row(pids[5])
+            tx.set_engagement_row(pids[5], row(11))  # set twice: the last one is kept
+            return one, prefetched, tx.engagement_row(pids[5])
+
+        statements: list[str] = []
+        await s.writer.run(lambda conn: conn.set_trace_callback(statements.append))
+        one, prefetched, again = await s.segment_write(T0, write)
+        await s.writer.run(lambda conn: conn.set_trace_callback(None))
+        assert one == row(10) and prefetched == row(10) and again == row(11)
+        writes = [i for i, sql in enumerate(statements) if "INTO engagement_state" in sql]
+        prefetch = max(i for i, sql in enumerate(statements) if "FROM engagement_state" in sql)
+        assert len(writes) == 50 and min(writes) > prefetch  # one row per user, all at the end
+        days = await s.writer.run(lambda conn: dict(conn.execute("SELECT pid, day FROM engagement_state")))
+        assert len(days) == 50 and days[pids[5]] == 11 and days[pids[0]] == 10
+    finally:
+        await s.close()
