@@ -73,6 +73,7 @@ async def ensure_keys(config: Config, store: Store, clock: Clock) -> tuple[creds
         keys = [creds.initial_secret_key, creds.initial_publishable_key] if created else []
         if not keys or not all(keys):
             keys = [creds_mod.new_key("secret"), creds_mod.new_key("publishable")]
+            creds = creds_mod.remember_initial_keys(config.data_dir, creds, *keys)
         for key in keys:
             kind = creds_mod.key_kind(key) or "secret"
             await store.add_api_key(creds_mod.key_id(key), kind, creds_mod.key_hash(key),
@@ -314,6 +315,8 @@ def create_app(config: Config, *, clock: Clock | None = None, announce: bool = T
             allow_origins=config.server.allowed_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["authorization", "content-type", "content-encoding", "idempotency-key"],
+            # A browser SDK backs off on 429 only if it may read how long.
+            expose_headers=["retry-after"],
             max_age=600,
         ))
     app = App(

@@ -163,13 +163,18 @@ def _path_message(text: str) -> str:
 
 
 def _validate(config: Config) -> None:
-    if config.store.backend not in ("sqlite", "postgres"):
-        raise ConfigError("store.backend: must be \"sqlite\" or \"postgres\"")
-    if config.store.backend == "postgres" and not config.store.postgres_dsn:
-        raise ConfigError("store.postgres_dsn: required when store.backend = \"postgres\" "
-                          "(for example postgresql://user:pass@localhost/retenshun)")
-    if config.store.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+    if config.store.backend == "postgres":
+        # Refused here, with the config's other errors, not by the store at start.
+        raise ConfigError("store.backend: 'postgres' is not available in this version; use \"sqlite\"")
+    if config.store.backend != "sqlite":
+        raise ConfigError("store.backend: must be \"sqlite\"")
+    if config.store.synchronous.upper() not in ("NORMAL", "FULL"):
+        # Not OFF: a 200 on ingestion promises the write survives a crash of the process.
         raise ConfigError("store.synchronous: must be NORMAL (default) or FULL")
+    if config.log.level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log.level: must be debug, info (default), warning or error")
+    if config.log.format not in ("json", "text"):
+        raise ConfigError("log.format: must be \"json\" (default) or \"text\"")
     if not (0 < config.server.port < 65536):
         raise ConfigError("server.port: must be between 1 and 65535")
     if config.auth.signing_secret and len(config.auth.signing_secret) < 16:

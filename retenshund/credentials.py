@@ -75,7 +75,7 @@ def load_or_create(data_dir: Path, *, make_keys: bool) -> tuple[Credentials, boo
     path = data_dir / FILE_NAME
     if path.exists():
         return msgspec.json.decode(path.read_bytes(), type=Credentials), False
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     creds = Credentials(
         signing_secret=secrets.token_urlsafe(32),
         vapid_private_pem=generate_vapid_keys().private_pem,
@@ -84,6 +84,16 @@ def load_or_create(data_dir: Path, *, make_keys: bool) -> tuple[Credentials, boo
     )
     _write_private(path, msgspec.json.format(msgspec.json.encode(creds)))
     return creds, True
+
+
+def remember_initial_keys(data_dir: Path, creds: Credentials, secret: str, publishable: str) -> Credentials:
+    """Keep first-start keys made after the file was (the start message says
+    they are in it): written to a new file, then moved over the old one."""
+    updated = msgspec.structs.replace(creds, initial_secret_key=secret, initial_publishable_key=publishable)
+    tmp = data_dir / (FILE_NAME + ".tmp")
+    _write_private(tmp, msgspec.json.format(msgspec.json.encode(updated)))
+    os.replace(tmp, data_dir / FILE_NAME)
+    return updated
 
 
 def as_dict(creds: Credentials) -> dict[str, Any]:

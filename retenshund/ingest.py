@@ -11,13 +11,18 @@ from typing import Any
 
 import msgspec
 
-from .clock import parse_iso
+from .clock import LAST_MS, iso, parse_iso
 from .errors import ApiError
+from .jsonbody import DECODE_ERRORS, check_depth, json_error, size_text
 from .ids import random_hex
 from .store.base import EventIn
 
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
 MAX_ID = 255
+# Event times we keep: from the epoch to the last millisecond a datetime holds.
+# Everything downstream (day numbers, ISO output, templates) works in this range.
+EARLIEST_MS = 0
+LATEST_MS = LAST_MS
 
 Id = str | int  # some SDKs send numeric user ids; they are stored as strings
 
@@ -92,26 +97,15 @@ def read_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(413, "payload_too_large", f"the body is larger than {limit // 1024} KB; send fewer or smaller events")
-
-
-def _field_error(exc: msgspec.ValidationError | msgspec.DecodeError, prefix: str) -> ApiError:
-    text = str(exc)
-    msg, sep, where = text.rpartition(" - at ")
-    if isinstance(exc, msgspec.ValidationError) and sep:
-        path = where.strip("`").removeprefix("$").lstrip(".")
-        field = f"{prefix}.{path}" if prefix and path else (prefix or path or "body")
-        return ApiError(400, "invalid_field", f"{field}: {msg}")
-    if isinstance(exc, msgspec.DecodeError):
-        return ApiError(400, "invalid_json", f"{prefix or 'body'}: not valid JSON ({text})")
-    return ApiError(400, "invalid_field", f"{prefix or 'body'}: {text}")
+    return ApiError(413, "payload_too_large", f"the body is larger than {size_text(limit)}; send fewer or smaller events")
 
 
 def decode_event(body: bytes, type_: str) -> SegmentEvent:
     try:
         payload = _event_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise _field_error(exc, "") from None
+    except DECODE_ERRORS as exc:
+        raise json_error(exc) from None
+    check_depth(body, payload)
     if payload.type is None:
         payload.type = type_
     return payload
@@ -119,9 +113,11 @@ def decode_event(body: bytes, type_: str) -> SegmentEvent:
 
 def decode_batch(body: bytes) -> BatchRequest:
     try:
-        return _batch_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise _field_error(exc, "") from None
+        req = _batch_decoder.decode(body)
+    except DECODE_ERRORS as exc:
+        raise json_error(exc) from None
+    check_depth(body, req)  # its context; each event is checked on its own
+    return req
 
 
 def _id(value: Id | None, field: str) -> str | None:
@@ -205,6 +201,12 @@ def normalise(
         timestamp = now_ms
     elif sent_at is not None:
         timestamp = now_ms - (sent_at - timestamp)
+        if not EARLIEST_MS <= timestamp <= LATEST_MS:
+            raise ApiError(400, "invalid_field",
+                           f"{f('sentAt')}: {iso(sent_at)} is so far from timestamp {iso(timestamp + sent_at - now_ms)}"
+                           " that the corrected time falls outside 1970-9999; send the client's clock reading")
+    if not EARLIEST_MS <= timestamp <= LATEST_MS:
+        raise ApiError(400, "invalid_field", f"{f('timestamp')}: must fall between 1970 and 9999")
 
     message_id = _id(p.messageId, f("messageId")) or f"srv-{random_hex()}"
     return EventIn(message_id=message_id, type=type_, event=event, user_id=user_id,
@@ -223,11 +225,12 @@ def normalise_batch(
         try:
             if len(raw) > max_event_bytes:
                 raise ApiError(413, "event_too_large",
-                               f"{prefix}: larger than {max_event_bytes // 1024} KB; send smaller properties")
+                               f"{prefix}: larger than {size_text(max_event_bytes)}; send smaller properties")
             try:
                 payload = _event_decoder.decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise _field_error(exc, prefix) from None
+            except DECODE_ERRORS as exc:
+                raise json_error(exc, prefix) from None
+            check_depth(bytes(raw), payload, prefix)
             if payload.type is None:
                 raise ApiError(400, "invalid_field", f"{prefix}.type: required in a batch ({', '.join(TYPES)})")
             good.append(normalise(payload, now_ms=now_ms, prefix=prefix,

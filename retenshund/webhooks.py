@@ -19,6 +19,7 @@ import msgspec
 
 from .config import ConfigError
 from .errors import ApiError
+from .jsonbody import DECODE_ERRORS, check_depth, json_error
 
 KINDS = ("stripe", "standard")
 # Real provider events are a few KB; the cap only stops abuse.
@@ -311,9 +312,11 @@ _MISSING = object()
 def decode_payload(body: bytes) -> dict[str, Any]:
     """The verified body as a JSON object, or a 400."""
     try:
-        return _object_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"body: expected a JSON object ({exc})") from None
+        value: dict[str, Any] = _object_decoder.decode(body)
+    except DECODE_ERRORS as exc:
+        raise ApiError(400, "invalid_json", f"body: expected a JSON object ({json_error(exc).message})") from None
+    check_depth(body, value)
+    return value
 
 
 def event_id(source: Source, payload: Mapping[str, Any], header_id: str | None) -> str:

@@ -21,6 +21,10 @@ async def test_first_start_makes_keys_stores_them_0600_and_they_work(tmp_path: P
     async with running(config) as api:
         creds_path = tmp_path / "d" / "credentials.json"
         assert stat.S_IMODE(os.stat(creds_path).st_mode) == 0o600
+        # The store holds personal data: the folder and its files are the owner's alone.
+        assert stat.S_IMODE(os.stat(tmp_path / "d").st_mode) == 0o700
+        for name in ("retenshun.db", "retenshun.db-wal", "retenshun.db-shm"):
+            assert stat.S_IMODE(os.stat(tmp_path / "d" / name).st_mode) == 0o600, name
         creds = json.loads(creds_path.read_text())
         sk, pk = creds["initial_secret_key"], creds["initial_publishable_key"]
         assert sk.startswith("sk_") and pk.startswith("pk_")
@@ -32,6 +36,27 @@ async def test_first_start_makes_keys_stores_them_0600_and_they_work(tmp_path: P
     async with running(config) as api:
         assert len(await api.services.store.list_api_keys()) == 2
         assert (await api.get("/v1/users/u", key=sk)).status_code == 200
+
+
+async def test_keys_made_after_the_credentials_file_are_written_into_it(tmp_path: Path) -> None:
+    """The start message says the keys are in credentials.json: also when that
+    file was made on an earlier start that had keys from the config."""
+    d = tmp_path / "d"
+    with_keys = load_config(None, env={}, overrides={"store": {"data_dir": str(d)},
+                                                     "auth": {"secret_keys": ["sk_" + "c" * 32]}})
+    async with running(with_keys):
+        pass
+    assert json.loads((d / "credentials.json").read_text())["initial_secret_key"] == ""
+    (d / "retenshun.db").unlink()  # a fresh store: no keys anywhere now
+    for suffix in ("-wal", "-shm"):
+        (d / f"retenshun.db{suffix}").unlink(missing_ok=True)
+    config = load_config(None, env={}, overrides={"store": {"data_dir": str(d)}})
+    async with running(config) as api:
+        creds = json.loads((d / "credentials.json").read_text())
+        sk, pk = creds["initial_secret_key"], creds["initial_publishable_key"]
+        assert stat.S_IMODE(os.stat(d / "credentials.json").st_mode) == 0o600
+        assert (await api.get("/v1/users/u", key=sk)).status_code == 404
+        assert (await api.post("/v1/track", {"userId": "u", "event": "e"}, key=pk)).status_code == 200
 
 
 def test_keys_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

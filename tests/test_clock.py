@@ -7,16 +7,26 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retenshund.clock import iso, parse_iso
+from retenshund.clock import FIRST_MS, LAST_MS, iso, parse_iso
 
-MS = st.integers(min_value=-30_610_224_000_000, max_value=253_402_300_799_999)  # years 1000-9999
+MS = st.integers(min_value=FIRST_MS, max_value=LAST_MS)  # years 1-9999
 
 
 @given(MS)
 def test_iso_is_the_contracts_format_to_the_millisecond(ms: int) -> None:
     when = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
-    assert iso(ms) == when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    assert iso(ms) == f"{when.year:04d}" + when.strftime("-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
     assert parse_iso(iso(ms) or "") == ms
+
+
+def test_years_before_1000_have_four_digits() -> None:
+    assert iso(parse_iso("0999-01-01T00:00:00Z")) == "0999-01-01T00:00:00.000Z"
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_any_stored_integer_formats_without_raising(ms: int) -> None:
+    text = iso(ms) or ""
+    assert FIRST_MS <= parse_iso(text) <= LAST_MS
 
 
 def test_a_time_parses_to_its_exact_millisecond() -> None:

@@ -34,6 +34,11 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
     ("[server\n", {}, "r.toml"),
     ("", {"RETENSHUN_SERVER_PORT": "x"}, "RETENSHUN_SERVER_PORT"),
     ('[auth]\nsigning_secret = "short"\n', {}, "auth.signing_secret"),
+    ('[store]\nsynchronous = "OFF"\n', {}, "store.synchronous"),
+    ('[store]\nbackend = "postgres"\npostgres_dsn = "postgresql://x@localhost/r"\n', {}, "not available"),
+    ('[store]\nbackend = "mysql"\n', {}, "store.backend"),
+    ("", {"RETENSHUN_LOG_LEVEL": "verbose"}, "log.level"),
+    ('[log]\nformat = "xml"\n', {}, "log.format"),
 ])
 def test_errors_name_the_setting(tmp_path: Path, toml: str, env: dict[str, str], mentions: str) -> None:
     f = tmp_path / "r.toml"

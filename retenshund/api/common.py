@@ -11,6 +11,7 @@ from starlette.responses import Response
 from .. import dashboard_session
 from ..auth import Caller, require_key, require_user
 from ..errors import ApiError
+from ..jsonbody import DECODE_ERRORS, check_depth, json_error, size_text
 from ..ratelimit import retry_after_header
 from ..services import Services
 
@@ -33,7 +34,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     if length is not None:
         try:
             if int(length) > limit:
-                raise ApiError(413, "payload_too_large", f"the body is larger than {limit // 1024} KB")
+                raise ApiError(413, "payload_too_large", f"the body is larger than {size_text(limit)}")
         except ValueError:
             raise ApiError(400, "invalid_header", "Content-Length must be a number") from None
     chunks = []
@@ -41,7 +42,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "payload_too_large", f"the body is larger than {limit // 1024} KB")
+            raise ApiError(413, "payload_too_large", f"the body is larger than {size_text(limit)}")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -55,13 +56,11 @@ async def decode(request: Request, type_: type[T], *, limit: int = JSON_LIMIT, e
         else:
             raise ApiError(400, "invalid_json", "body: expected a JSON object")
     try:
-        return msgspec.json.decode(body, type=type_)
-    except msgspec.ValidationError as exc:
-        msg, sep, where = str(exc).rpartition(" - at ")
-        field = where.strip("`").removeprefix("$").lstrip(".") if sep else "body"
-        raise ApiError(400, "invalid_field", f"{field or 'body'}: {msg if sep else exc}") from None
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, "invalid_json", f"body: not valid JSON ({exc})") from None
+        value = msgspec.json.decode(body, type=type_)
+    except DECODE_ERRORS as exc:
+        raise json_error(exc) from None
+    check_depth(body, value)
+    return value
 
 
 async def secret(request: HTTPConnection) -> Caller:

@@ -31,6 +31,7 @@ from starlette.routing import WebSocketRoute
 
 from .. import tokens
 from ..channels.hub import Hub, Tab
+from ..jsonbody import DECODE_ERRORS
 
 log = logging.getLogger("retenshund.inbox_ws")
 
@@ -137,7 +138,7 @@ class InboxSocket:
                 raw = message.get("bytes") or b""
             try:
                 frame = _decode_frame(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (*DECODE_ERRORS, ValueError):
                 tab.reply(_error("bad_frame", 'send JSON objects like {"type": "ping"}'))
                 continue
             if frame.type == "ping":

@@ -119,7 +119,9 @@ async def user_events(request: Request) -> Response:
         try:
             before = int(raw_before)
         except ValueError:
-            raise ApiError(400, "invalid_field", "before: pass the next_before value of the previous page") from None
+            before = 0
+        if not 0 < before < 2**63:  # an event id: SQLite's integers are 64-bit
+            raise ApiError(400, "invalid_field", "before: pass the next_before value of the previous page")
     events = await svc.store.user_events(request.path_params["user_id"], limit=limit, before=before)
     next_before = str(events[-1].id) if len(events) == limit else None
     return json({"events": [event_json(e) for e in events], "next_before": next_before})
@@ -156,11 +158,11 @@ async def user_token(request: Request) -> Response:
         ttl_ms = parse_duration(ttl_text, "expires_in")
     except DefinitionError as exc:
         raise ApiError(400, "invalid_field", f"{exc.field}: {exc.message}") from None
-    if ttl_ms <= 0 or ttl_ms > 366 * 86_400_000:
+    if ttl_ms < 1000 or ttl_ms > 366 * 86_400_000:
         raise ApiError(400, "invalid_field", "expires_in: between 1s and 366d")
-    now_s = svc.clock.now_ms() / 1000
-    token = tokens.mint(svc.signing_secret, request.path_params["user_id"], ttl_ms // 1000, now=now_s)
-    return json({"token": token, "expires_at": iso(int((now_s + ttl_ms // 1000) * 1000))})
+    issued = svc.clock.now_ms() // 1000  # whole seconds, as in the token's iat and exp
+    token = tokens.mint(svc.signing_secret, request.path_params["user_id"], ttl_ms // 1000, now=issued)
+    return json({"token": token, "expires_at": iso((issued + ttl_ms // 1000) * 1000)})
 
 
 async def preferences(request: Request) -> Response:

@@ -313,7 +313,11 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
     # -- lifecycle ---------------------------------------------------------
 
     def _connect_writer(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Personal data and key hashes: the folder and the files are the owner's
+        # alone when we make them (SQLite gives its -wal and -shm the file's mode).
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.executescript(PRAGMAS)
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")

@@ -40,6 +40,72 @@ async def test_bad_track_bodies_are_400_naming_the_field(api: Api, body: bytes, 
     assert_error(r, 400, mentions=mentions)
 
 
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+@pytest.mark.parametrize("path, body, code, mentions", [
+    ("/v1/track", b'{"userId": "z\xff", "event": "x"}', "invalid_json", "UTF-8"),
+    ("/v1/identify", b'{"userId": "z\xff"}', "invalid_json", "UTF-8"),
+    ("/v1/batch", b'{"batch": [{"type": "track", "userId": "z\xff", "event": "x"}]}', "invalid_batch", "UTF-8"),
+    ("/v1/track", b'{"userId": "u", "event": "x", "properties": {"a": ' + DEEP + b"}}", "invalid_json", "nested"),
+    ("/v1/track", b'{"userId": "u", "event": "x", "properties": {"a": ' + b"[" * 64 + b"]" * 64 + b"}}",
+     "invalid_json", "at most 64 levels"),
+    ("/v1/batch", b'{"batch": [], "context": {"a": ' + DEEP + b"}}", "invalid_json", "nested"),
+    # Deeper than the decoder can even skip: the batch cannot be cut into items.
+    ("/v1/batch", b'{"batch": [{"type": "track", "properties": ' + DEEP + b"}]}", "invalid_json", "nested"),
+    ("/v1/batch", b"{}", "invalid_field", "batch: required"),
+    ("/v1/track", b"[1, 2]", "invalid_field", "body: Expected `object`, got `array`"),
+])
+async def test_bytes_no_decoder_expects_are_400_not_500(api: Api, path: str, body: bytes, code: str,
+                                                         mentions: str) -> None:
+    """Not UTF-8, nested past 64 levels (or deeper than Python's stack), or JSON of
+    the wrong shape: each is named, and well-formed JSON is never called invalid."""
+    r = await api.http.post(path, content=body, headers={"Authorization": f"Bearer {PUBLISHABLE}"})
+    assert_error(r, 400, code, mentions)
+
+
+async def test_a_batch_item_that_is_not_utf8_or_too_deep_is_rejected_alone(api: Api) -> None:
+    body = (b'{"batch": [{"type": "track", "userId": "u", "event": "ok"},'
+            b' {"type": "track", "userId": "u\xfe", "event": "x"},'
+            b' {"type": "track", "userId": "u", "event": "x", "properties": {"p": '
+            + b"[" * 100 + b"]" * 100 + b"}}]}")
+    r = await api.http.post("/v1/batch", content=body, headers={"Authorization": f"Bearer {PUBLISHABLE}"})
+    assert r.status_code == 200, r.text
+    rejected = r.json()["rejected"]
+    assert [(x["index"], x["code"]) for x in rejected] == [(1, "invalid_json"), (2, "invalid_json")]
+    assert "batch[1]" in rejected[0]["message"] and "batch[2]" in rejected[1]["message"]
+
+
+async def test_other_routes_refuse_bad_bytes_and_depth_too(api: Api) -> None:
+    r = await api.http.put("/v1/users/u/preferences", content=b'{"channels": {"email\xff": true}}',
+                           headers={"Authorization": f"Bearer {SECRET}"})
+    assert_error(r, 400, "invalid_json", "UTF-8")
+    for depth in (100, 5000):
+        r = await api.http.post("/v1/messages/send", headers={"Authorization": f"Bearer {SECRET}"},
+                                content=b'{"user_id": "u", "channel": "inapp", "template_id": "t", "variables": {"v": '
+                                + b"[" * depth + b"]" * depth + b"}}")
+        assert_error(r, 400, "invalid_json", "nested")
+
+
+@pytest.mark.parametrize("fields, mentions", [
+    ({"timestamp": "2000-01-01T00:00:00Z", "sentAt": "9999-01-01T00:00:00Z"}, "sentAt"),
+    ({"timestamp": "9999-12-31T00:00:00Z", "sentAt": "2000-01-01T00:00:00Z"}, "sentAt"),
+    ({"timestamp": "1969-12-31T23:59:59Z"}, "timestamp"),
+])
+async def test_a_time_outside_1970_to_9999_is_refused_even_after_skew_correction(
+        api: Api, fields: dict[str, str], mentions: str) -> None:
+    """A publishable key is public: an event whose corrected time no datetime can
+    hold would otherwise have broken the user's history for good."""
+    r = await api.post("/v1/track", {"userId": "poison", "event": "x", **fields}, key=PUBLISHABLE)
+    assert_error(r, 400, "invalid_field", mentions)
+    assert (await api.get("/v1/users/poison/events")).status_code == 200
+
+
+async def test_a_paging_cursor_past_64_bits_is_400(api: Api) -> None:
+    for before in ("99999999999999999999999", "-1", "0"):
+        assert_error(await api.get(f"/v1/users/u/events?before={before}"), 400, "invalid_field", "before")
+
+
 async def test_batch_must_be_a_list(api: Api) -> None:
     r = await api.post("/v1/batch", {"batch": {"type": "track"}}, key=PUBLISHABLE)
     assert_error(r, 400, "invalid_field", "batch")

@@ -181,6 +181,8 @@ async def test_browser_ingestion_gets_cors_headers(tmp_path: Path) -> None:
                                 headers={**api._auth(PUBLISHABLE), "Origin": "https://app.example"})
         assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == "https://app.example"
+        # So that the browser lets the SDK read how long to back off after a 429.
+        assert "retry-after" in r.headers["access-control-expose-headers"].lower()
         r = await api.http.post("/v1/track", json={"userId": "u1", "event": "b"},
                                 headers={**api._auth(PUBLISHABLE), "Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from retenshund import tokens
+from retenshund.clock import parse_iso
 from tests.conftest import PUBLISHABLE, Api
 
 
@@ -51,6 +52,15 @@ async def test_user_token_is_a_pinned_hs256_jwt_for_that_user(api: Api) -> None:
     claims = tokens.verify(api.services.signing_secret, token)
     assert claims["sub"] == "u1"
     assert 3500 <= claims["exp"] - time.time() <= 3700
+    assert parse_iso(r.json()["expires_at"]) == claims["exp"] * 1000  # the token's own expiry, to the second
+
+
+async def test_a_token_lives_at_least_a_second(api: Api) -> None:
+    for short in ("500ms", "999ms"):
+        r = await api.post("/v1/users/u1/token", {"expires_in": short})
+        assert r.status_code == 400 and "expires_in" in r.json()["error"]["message"]
+    claims = tokens.verify(api.services.signing_secret, (await api.post("/v1/users/u1/token", {"expires_in": "1s"})).json()["token"])
+    assert claims["exp"] - claims["iat"] == 1
 
 
 async def test_messages_list_is_empty_before_any_send(api: Api) -> None:
