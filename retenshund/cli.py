@@ -177,10 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"retenshund: {exc}", file=sys.stderr)
         return 2
-    if args.command == "keys":
-        return asyncio.run(_keys(config, args))
-    if args.command in ("apply", "diff"):
-        return _definitions(config, args)
+    try:
+        if args.command == "keys":
+            return asyncio.run(_keys(config, args))
+        if args.command in ("apply", "diff"):
+            return _definitions(config, args)
+    except BrokenPipeError:
+        # `retenshund keys list | head -1`: the reader left; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     try:
         return serve(config)
     except ConfigError as exc:

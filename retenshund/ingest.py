@@ -154,8 +154,9 @@ def normalise(
     type_ = p.type
     if type_ not in TYPES:
         raise ApiError(400, "invalid_field", f"{f('type')}: must be one of {', '.join(TYPES)}")
-    user_id = _id(p.userId, f("userId"))
-    anonymous_id = _id(p.anonymousId, f("anonymousId"))
+    # An empty id is no id (some SDKs send userId "" for a signed-out visitor).
+    user_id = _id(p.userId if p.userId != "" else None, f("userId"))
+    anonymous_id = _id(p.anonymousId if p.anonymousId != "" else None, f("anonymousId"))
     if user_id is None and anonymous_id is None:
         raise ApiError(400, "invalid_field", f"{f('userId')}: send userId or anonymousId (or both)")
     event = None

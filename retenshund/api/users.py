@@ -13,11 +13,12 @@ from .. import openapi, tokens
 from ..clock import iso
 from ..durations import DefinitionError, parse_duration
 from ..errors import ApiError, not_found
+from ..messages import CHANNELS
 from ..store.base import StoredEvent
 from .common import decode, int_param, json, secret, services
 
 
-class TokenRequest(msgspec.Struct, kw_only=True):
+class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     expires_in: str | None = None
 
 
@@ -171,8 +172,12 @@ async def preferences(request: Request) -> Response:
     user_id = request.path_params["user_id"]
     if request.method == "GET":
         profile = await svc.store.get_profile(user_id)
-        return json({"user_id": user_id, **(profile.preferences if profile else {})})
+        # The same shape as PUT's answer, for a user with no preferences (or none yet) too.
+        return json({"user_id": user_id, "channels": {}, "categories": {}, **(profile.preferences if profile else {})})
     req = await decode(request, PreferencesRequest)
+    unknown = sorted(set(req.channels or {}) - set(CHANNELS))
+    if unknown:
+        raise ApiError(400, "invalid_field", f"channels.{unknown[0]}: not a channel; use {', '.join(CHANNELS)}")
     patch = {k: v for k, v in msgspec.to_builtins(req).items() if v is not None}
     if not patch:
         raise ApiError(400, "invalid_field", "body: send channels and/or categories, e.g. {\"channels\": {\"email\": false}}")

@@ -151,6 +151,10 @@ async def test_bad_preferences_and_tokens(api: Api) -> None:
     assert_error(await api.put("/v1/users/u1/preferences", {"colour": "red"}), 400)
     assert_error(await api.put("/v1/users/u1/preferences", {}), 400)
     assert_error(await api.post("/v1/users/u1/token", {"expires_in": "forever"}), 400, mentions="expires_in")
+    # A misspelt field is named, not ignored (the token would silently live the default 24 h).
+    assert_error(await api.post("/v1/users/u1/token", {"ttl": "1h"}), 400, mentions="ttl")
+    assert_error(await api.put("/v1/users/u1/preferences", {"channels": {"emial": False}}), 400,
+                 "invalid_field", "channels.emial")
 
 
 async def test_a_publishable_key_is_limited_per_client_address_too(tmp_path: Path) -> None:

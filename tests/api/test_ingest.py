@@ -190,3 +190,10 @@ async def test_browser_ingestion_gets_cors_headers(tmp_path: Path) -> None:
         r = await api.post("/v1/track", {"userId": "u1", "event": "c"}, key=PUBLISHABLE)
         assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
         assert sorted(e["event"] for e in await events_of(api, "u1")) == ["a", "b", "c"]
+
+
+async def test_an_empty_user_id_beside_an_anonymous_id_counts_as_none(api: Api) -> None:
+    r = await api.post("/v1/track", {"userId": "", "anonymousId": "anon-1", "event": "viewed"}, key=PUBLISHABLE)
+    assert r.status_code == 200, r.text
+    stored = await api.services.store.events_after(0, 10)
+    assert [(e.user_id, e.anonymous_id) for e in stored] == [(None, "anon-1")]

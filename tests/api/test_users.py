@@ -68,6 +68,13 @@ async def test_messages_list_is_empty_before_any_send(api: Api) -> None:
     assert r.status_code == 200 and r.json() == {"messages": []}
 
 
+async def test_preferences_have_one_shape_for_every_user(api: Api) -> None:
+    empty = {"channels": {}, "categories": {}}
+    assert (await api.get("/v1/users/nobody/preferences")).json() == {"user_id": "nobody", **empty}
+    await api.post("/v1/identify", {"userId": "quiet"}, key=PUBLISHABLE)
+    assert (await api.get("/v1/users/quiet/preferences")).json() == {"user_id": "quiet", **empty}
+
+
 async def test_preferences_round_trip(api: Api) -> None:
     r = await api.put("/v1/users/u1/preferences", {"channels": {"email": False}, "categories": {"marketing": False}})
     assert r.status_code == 200
