@@ -60,7 +60,7 @@ async def test_email_has_both_parts_unsubscribe_headers_and_tracking(tmp_path: P
         path = unsub.replace("http://engage.test", "")
         page = await api.http.get(path)
         assert page.status_code == 200 and "<form method=post" in page.text
-        assert (await api.get("/v1/users/u1/preferences")).json().get("categories") is None
+        assert (await api.get("/v1/users/u1/preferences")).json()["categories"] == {}
         for _ in range(2):
             r = await api.http.post(path, content=b"List-Unsubscribe=One-Click",
                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
