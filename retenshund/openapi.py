@@ -3,12 +3,19 @@ requests, so the document cannot drift from what the server accepts."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from . import __version__
+
+
+class Parameter(Protocol):
+    """A query parameter the route reads (``api.common.Query`` / ``IntQuery``)."""
+
+    def openapi(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,8 @@ class Endpoint:
     request: Any = None
     response: Any = None
     status: int = 200
+    query: tuple[Parameter, ...] = ()  # every query parameter the handler reads
+    body_required: bool = True  # False when an empty body is accepted (``decode(..., empty_ok=True)``)
 
 
 _ENDPOINTS: list[Endpoint] = []
@@ -49,11 +58,16 @@ def build() -> dict[str, Any]:
             },
         }
         if e.request is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": by_type[e.request]}}}
-        params = [p.strip("{}") for p in e.path.split("/") if p.startswith("{")]
-        if params:
-            op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                                for p in params]
+            op["requestBody"] = {"required": e.body_required,
+                                 "content": {"application/json": {"schema": by_type[e.request]}}}
+        params = re.findall(r"\{(\w+)\}", e.path)  # "/t/o/{token}.gif" -> token
+        parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+        parameters += [q.openapi() for q in e.query]
+        names = [(p["in"], p["name"]) for p in parameters]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{e.method} {e.path}: a parameter is declared twice: {names}")
+        if parameters:
+            op["parameters"] = parameters
         paths.setdefault(e.path, {})[e.method.lower()] = op
     components["Error"] = {
         "type": "object",

@@ -11,7 +11,14 @@ from starlette.routing import Route
 from .. import openapi
 from ..analytics import messages as am
 from ..clock import iso
-from .common import json, secret, services
+from .common import Query, json, secret, services
+
+SINCE = Query("since", "Start of the window: an ISO 8601 time (2026-11-26T08:00:00Z) or a duration back from now"
+                       " (7d, 24h, 90m); the window ends now", default=am.DEFAULT_SINCE)
+GROUP_BY = Query("group_by", "What a group is: messages per channel, template or automation",
+                 enum=tuple(am.GROUP_COLUMNS), required=True)
+TEMPLATE_ID = Query("template_id", "Only messages of this template")
+AUTOMATION_ID = Query("automation_id", "Only messages sent by this automation")
 
 
 class MessageGroup(msgspec.Struct, kw_only=True):
@@ -60,7 +67,7 @@ def _window(request: Request) -> tuple[int, int]:
     now = services(request).clock.now_ms()
     # The upper bound pins the set of rows, so queries of one report agree
     # even while messages keep arriving.
-    return am.parse_since(request.query_params.get("since"), now), now + 1
+    return am.parse_since(SINCE.get(request), now), now + 1
 
 
 def _group(key: str | None, current: dict[str, int], reached: dict[str, int], unsubs: bool) -> MessageGroup:
@@ -73,10 +80,10 @@ def _group(key: str | None, current: dict[str, int], reached: dict[str, int], un
 async def messages_report(request: Request) -> Response:
     await secret(request)
     svc = services(request)
-    q = request.query_params
-    column = am.group_column(q.get("group_by"))
+    group_by = GROUP_BY.get(request)
+    column = am.group_column(group_by)
     since, until = _window(request)
-    filters = {c: q[c] for c in ("template_id", "automation_id") if q.get(c)}
+    filters = {p.name: value for p in (TEMPLATE_ID, AUTOMATION_ID) if (value := p.get(request))}
     current_rows, reached_rows = await svc.store.message_status_counts(column, since, until, filters)
     unsubs = await svc.store.unsubscribes_recorded()
     current: dict[str | None, dict[str, int]] = {}
@@ -92,7 +99,8 @@ async def messages_report(request: Request) -> Response:
         for counts in per_group.values():
             for status, n in counts.items():
                 into[status] = into.get(status, 0) + n
-    return json(MessagesReport(group_by=q["group_by"], since=iso(since) or "", until=iso(until) or "",
+    assert group_by is not None  # group_column refused a missing one
+    return json(MessagesReport(group_by=group_by, since=iso(since) or "", until=iso(until) or "",
                                counting=am.COUNTING, rate_definitions=am.RATES, groups=groups,
                                totals=_group(None, total_current, total_reached, unsubs)))
 
@@ -128,7 +136,8 @@ routes = [
 openapi.document(
     openapi.Endpoint("GET", "/v1/analytics/messages", "Message counts by status and delivery/open/click/unsubscribe"
                      " rates per channel, template or automation (group_by, since, template_id, automation_id)",
-                     "secret", response=MessagesReport),
+                     "secret", response=MessagesReport, query=(GROUP_BY, SINCE, TEMPLATE_ID, AUTOMATION_ID)),
     openapi.Endpoint("GET", "/v1/analytics/time-to-trigger", "Trigger-to-delivery latency per channel: p50/p90/p99"
-                     " and a fixed log-spaced histogram (since)", "secret", response=LatencyReport),
+                     " and a fixed log-spaced histogram (since)", "secret", response=LatencyReport,
+                     query=(SINCE,)),
 )

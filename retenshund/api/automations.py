@@ -16,7 +16,12 @@ from ..durations import DefinitionError
 from ..engine.definitions import compile_automation, templates_used
 from ..errors import ApiError, not_found
 from ..store.base import JournalEntry, Run
-from .common import decode, int_param, json, secret, services
+from .common import IntQuery, Query, decode, json, secret, services
+
+RUNS_USER = Query("user_id", "Only this user's runs")
+RUNS_LIMIT = IntQuery("limit", "Runs at most", low=1, high=1000, default=100)
+JOURNAL_AUTOMATION = Query("automation_id", "Only the entries of this automation")
+JOURNAL_LIMIT = IntQuery("limit", "Entries at most, newest first", low=1, high=1000, default=200)
 
 
 def definition_error(exc: DefinitionError) -> ApiError:
@@ -116,8 +121,7 @@ async def runs(request: Request) -> Response:
     await secret(request)
     svc = services(request)
     found = await svc.store.automation_runs(request.path_params["automation_id"],
-                                            request.query_params.get("user_id"),
-                                            int_param(request, "limit", 100, low=1, high=1000))
+                                            RUNS_USER.get(request), RUNS_LIMIT.read(request))
     return json({"runs": [run_json(r) for r in found]})
 
 
@@ -159,8 +163,8 @@ async def report(request: Request) -> Response:
 async def journal(request: Request) -> Response:
     await secret(request)
     svc = services(request)
-    entries = await svc.store.user_journal(request.path_params["user_id"], request.query_params.get("automation_id"),
-                                           int_param(request, "limit", 200, low=1, high=1000))
+    entries = await svc.store.user_journal(request.path_params["user_id"], JOURNAL_AUTOMATION.get(request),
+                                           JOURNAL_LIMIT.read(request))
     return json({"user_id": request.path_params["user_id"], "journal": [journal_json(j) for j in entries]})
 
 
@@ -183,9 +187,10 @@ openapi.document(
     openapi.Endpoint("DELETE", "/v1/automations/{automation_id}", "Delete an automation", "secret", status=204),
     openapi.Endpoint("POST", "/v1/automations/{automation_id}/validate", "Validate a definition without saving",
                      "secret"),
-    openapi.Endpoint("GET", "/v1/automations/{automation_id}/runs", "Runs, newest first (user_id, limit)", "secret"),
+    openapi.Endpoint("GET", "/v1/automations/{automation_id}/runs", "Runs, newest first (user_id, limit)", "secret",
+                     query=(RUNS_USER, RUNS_LIMIT)),
     openapi.Endpoint("GET", "/v1/automations/{automation_id}/report",
                      "Treated vs holdout: conversion, lift with 95% CI, p-value, retention", "secret"),
     openapi.Endpoint("GET", "/v1/users/{user_id}/journal", "Why something happened or did not (decision trace)",
-                     "secret"),
+                     "secret", query=(JOURNAL_AUTOMATION, JOURNAL_LIMIT)),
 )

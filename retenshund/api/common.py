@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
@@ -82,6 +83,8 @@ async def ingest_key(request: HTTPConnection, body_key: str | None = None) -> Ca
 
 
 def user(request: HTTPConnection) -> Caller:
+    """The caller of a user-token route: ``Authorization: Bearer <token>``, or
+    the ``token`` query parameter (``USER_TOKEN``, read by ``auth.require_user``)."""
     svc = services(request)
     return require_user(request, svc.signing_secret, svc.clock.now_ms() / 1000)
 
@@ -112,3 +115,82 @@ def int_param(request: Request, name: str, default: int, *, low: int, high: int)
     if not low <= value <= high:
         raise ApiError(400, "invalid_field", f"{name}: must be from {low} to {high}")
     return value
+
+
+# Query parameters. Each is declared once, as one of the objects below, in the
+# module of the route that reads it; the handler reads it through the object and
+# the route lists it in ``openapi.Endpoint(..., query=(...))``, so the name,
+# default and range that /openapi.json shows are the ones the handler applies.
+
+
+@dataclass(frozen=True)
+class Query:
+    """A text, enum or boolean query parameter. The handler parses the value
+    itself (``get`` returns it raw); ``enum`` and ``default`` should come from
+    the same constants that parsing uses."""
+
+    name: str
+    description: str
+    type: str = "string"  # the JSON schema type of the value: string | boolean
+    enum: tuple[str, ...] = ()
+    default: str | bool | None = None
+    max_length: int | None = None
+    required: bool = False
+
+    def get(self, conn: HTTPConnection) -> str | None:
+        """The raw value: None when absent, possibly empty."""
+        return conn.query_params.get(self.name)
+
+    def openapi(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": self.type}
+        if self.enum:
+            schema["enum"] = list(self.enum)
+        if self.default is not None:
+            schema["default"] = self.default
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        return {"name": self.name, "in": "query", "required": self.required, "description": self.description,
+                "schema": schema}
+
+
+@dataclass(frozen=True)
+class IntQuery:
+    """A whole-number query parameter from ``low`` to ``high``: anything else is
+    ``400 invalid_field`` (see ``int_param``); absent or empty is ``default``."""
+
+    name: str
+    description: str
+    low: int
+    high: int
+    default: int | None = None  # None: absent means "not given" (read_optional)
+
+    def read(self, request: Request) -> int:
+        assert self.default is not None, f"{self.name} has no default: use read_optional"
+        return int_param(request, self.name, self.default, low=self.low, high=self.high)
+
+    def read_optional(self, request: Request) -> int | None:
+        """The value, or None when the parameter is absent or empty."""
+        if not request.query_params.get(self.name):
+            return None
+        return int_param(request, self.name, 0, low=self.low, high=self.high)
+
+    def clamp(self, conn: HTTPConnection) -> int:
+        """For a WebSocket, which cannot answer 400: a number outside the range is
+        moved into it, and one that is not a number is the default."""
+        assert self.default is not None, f"{self.name} has no default"
+        try:
+            return max(self.low, min(self.high, int(conn.query_params.get(self.name, str(self.default)))))
+        except ValueError:
+            return self.default
+
+    def openapi(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "integer", "minimum": self.low, "maximum": self.high}
+        if self.default is not None:
+            schema["default"] = self.default
+        return {"name": self.name, "in": "query", "required": False, "description": self.description,
+                "schema": schema}
+
+
+# Every route that authenticates with ``user()`` also takes the token this way.
+USER_TOKEN = Query("token", "The user token, for a client that cannot send it as Authorization: Bearer <token>"
+                            " (a browser WebSocket); the header wins when both are sent")

@@ -25,7 +25,7 @@ from ..clock import iso
 from ..credentials import key_hash
 from ..errors import ApiError
 from ..templates import CHANNEL_FIELDS, TemplateError, compile_template
-from .common import decode, json, secret, services
+from .common import IntQuery, decode, json, secret, services
 from .templates import PreviewRequest, render_for, template_error
 from .users import event_json
 
@@ -39,6 +39,10 @@ RATE_MINUTES = 60
 MAX_BACKLOG = 500
 MAX_FRAME_EVENTS = 200
 SESSION_RECHECK_S = 60.0
+
+BACKLOG = IntQuery("backlog", "How many recent events to send on connect; a number outside the range is clamped"
+                              " and one that is not a number counts as the default", low=0, high=MAX_BACKLOG,
+                   default=100)
 
 
 class LoginRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -190,10 +194,7 @@ async def events_ws(ws: WebSocket) -> None:
         await ws.close(code=4401, reason="sign in first")
         return
     svc = services(ws)
-    try:
-        backlog = max(0, min(MAX_BACKLOG, int(ws.query_params.get("backlog", "100"))))
-    except ValueError:
-        backlog = 100
+    backlog = BACKLOG.clamp(ws)
     last = await svc.store.last_event_id()
     recent = await svc.store.events_after(max(0, last - RATE_SCAN), RATE_SCAN)
     cursor = recent[-1].id if recent else last
@@ -272,7 +273,7 @@ routes = [
 
 openapi.document(
     openapi.Endpoint("GET", "/dashboard/events/ws", "WebSocket: live committed events for the dashboard "
-                     "(session cookie, same origin)", "none"),
+                     "(session cookie, same origin)", "none", query=(BACKLOG,)),
     openapi.Endpoint("POST", "/dashboard/login", "Dashboard sign-in with a secret key or the admin password: "
                      "sets an HttpOnly, SameSite=Strict session cookie and returns the CSRF token", "none",
                      LoginRequest, SessionOut),

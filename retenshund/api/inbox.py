@@ -12,7 +12,12 @@ from .. import openapi
 from ..channels.inapp import inbox_json
 from ..clock import iso, parse_iso
 from ..errors import ApiError, not_found
-from .common import int_param, json, services, user
+from .common import USER_TOKEN, IntQuery, Query, json, services, user
+
+LIMIT = IntQuery("limit", "Messages per page", low=1, high=200, default=50)
+BEFORE = Query("before", "Paging: the next_before of the previous page (an ISO time, '|' and a message id)")
+INCLUDE_ARCHIVED = Query("include_archived", "Also list archived messages (true, 1 or yes; anything else is false)",
+                         type="boolean", default=False)
 
 
 def _cursor(raw: str | None) -> tuple[int, str] | None:
@@ -28,10 +33,10 @@ def _cursor(raw: str | None) -> tuple[int, str] | None:
 async def list_inbox(request: Request) -> Response:
     caller = user(request)
     svc = services(request)
-    limit = int_param(request, "limit", 50, low=1, high=200)
-    include_archived = request.query_params.get("include_archived", "false").lower() in ("1", "true", "yes")
+    limit = LIMIT.read(request)
+    include_archived = (INCLUDE_ARCHIVED.get(request) or "false").lower() in ("1", "true", "yes")
     assert caller.user_id is not None
-    items = await svc.store.inbox_list(caller.user_id, limit=limit, before=_cursor(request.query_params.get("before")),
+    items = await svc.store.inbox_list(caller.user_id, limit=limit, before=_cursor(BEFORE.get(request)),
                                        include_archived=include_archived)
     unread = await svc.store.inbox_unread(caller.user_id)
     next_before = f"{iso(items[-1].created_at)}|{items[-1].id}" if len(items) == limit else None
@@ -72,9 +77,12 @@ routes = [
 ]
 
 openapi.document(
-    openapi.Endpoint("GET", "/v1/inbox", "The user's inbox, newest first (limit, before, include_archived)", "user"),
-    openapi.Endpoint("POST", "/v1/inbox/read-all", "Mark every message read", "user"),
-    openapi.Endpoint("POST", "/v1/inbox/{item_id}/read", "Mark one message read", "user"),
-    openapi.Endpoint("POST", "/v1/inbox/{item_id}/archive", "Archive one message", "user"),
-    openapi.Endpoint("GET", "/v1/inbox/ws", "WebSocket: hello, message and unread_count frames (?token=)", "user"),
+    openapi.Endpoint("GET", "/v1/inbox", "The user's inbox, newest first (limit, before, include_archived)", "user",
+                     query=(LIMIT, BEFORE, INCLUDE_ARCHIVED, USER_TOKEN)),
+    openapi.Endpoint("POST", "/v1/inbox/read-all", "Mark every message read", "user", query=(USER_TOKEN,)),
+    openapi.Endpoint("POST", "/v1/inbox/{item_id}/read", "Mark one message read", "user", query=(USER_TOKEN,)),
+    openapi.Endpoint("POST", "/v1/inbox/{item_id}/archive", "Archive one message", "user", query=(USER_TOKEN,)),
+    # Read by inbox_ws.InboxSocket itself (a raw ASGI endpoint), the same way.
+    openapi.Endpoint("GET", "/v1/inbox/ws", "WebSocket: hello, message and unread_count frames (?token=)", "user",
+                     query=(USER_TOKEN,)),
 )

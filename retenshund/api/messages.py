@@ -10,7 +10,13 @@ from .. import messages as msgs
 from .. import openapi
 from ..errors import ApiError, not_found
 from ..store.base import IdempotencyConflict, NewMessage
-from .common import decode, int_param, json, secret, services
+from .common import IntQuery, Query, decode, json, secret, services
+
+LIST_STATUS = Query("status", "Only messages with this status now", enum=msgs.STATUSES)
+LIST_CHANNEL = Query("channel", "Only messages on this channel", enum=msgs.CHANNELS)
+LIST_TEMPLATE = Query("template_id", "Only messages of this template")
+LIST_AUTOMATION = Query("automation_id", "Only messages sent by this automation")
+LIST_LIMIT = IntQuery("limit", "Messages at most, newest first", low=1, high=1000, default=100)
 
 
 async def send(request: Request) -> Response:
@@ -68,16 +74,14 @@ async def get_message(request: Request) -> Response:
 async def list_messages(request: Request) -> Response:
     await secret(request)
     svc = services(request)
-    q = request.query_params
-    status = q.get("status")
+    status = LIST_STATUS.get(request)
     if status is not None and status not in msgs.STATUSES:
         raise ApiError(400, "invalid_field", f"status: one of {', '.join(msgs.STATUSES)}")
-    channel = q.get("channel")
+    channel = LIST_CHANNEL.get(request)
     if channel is not None and channel not in msgs.CHANNELS:
         raise ApiError(400, "invalid_field", "channel: one of email, push, in_app")
-    found = await svc.store.list_messages(status=status, channel=channel, template_id=q.get("template_id"),
-                                          automation_id=q.get("automation_id"),
-                                          limit=int_param(request, "limit", 100, low=1, high=1000))
+    found = await svc.store.list_messages(status=status, channel=channel, template_id=LIST_TEMPLATE.get(request),
+                                          automation_id=LIST_AUTOMATION.get(request), limit=LIST_LIMIT.read(request))
     return json({"messages": [msgs.message_json(m) for m in found]})
 
 
@@ -110,7 +114,7 @@ openapi.document(
     openapi.Endpoint("POST", "/v1/messages/send", "Send a template to a user on one or more channels "
                      "(Idempotency-Key header)", "secret", msgs.SendRequest, status=202),
     openapi.Endpoint("GET", "/v1/messages", "Message log (status, channel, template_id, automation_id, limit)",
-                     "secret"),
+                     "secret", query=(LIST_STATUS, LIST_CHANNEL, LIST_TEMPLATE, LIST_AUTOMATION, LIST_LIMIT)),
     openapi.Endpoint("GET", "/v1/messages/{message_id}", "A message with its status history", "secret"),
     openapi.Endpoint("POST", "/v1/messages/{message_id}/clicked", "Report a push click (service worker)", "none",
                      status=204),

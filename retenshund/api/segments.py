@@ -20,13 +20,18 @@ from ..durations import DAY_MS, DefinitionError
 from ..engine.segments import SegmentEngine, SegmentRow
 from ..errors import bad_request, not_found
 from ..services import Services
-from .common import decode, int_param, json, secret, services
+from .common import IntQuery, Query, decode, json, secret, services
 
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 # What GET returns beyond the definition; a PUT may send it back unchanged.
 _SERVER_FIELDS = ("segment_id", "version", "member_count", "created_at", "updated_at")
 _MAX_NAME = 200
 _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
+
+MEMBERS_LIMIT = IntQuery("limit", "Members per page", low=1, high=1000, default=100)
+MEMBERS_AFTER = Query("after", "Paging: the next_after of the previous page")
+COUNT_DAYS = IntQuery("days", "How many days back, today included (never before the segment was created)",
+                      low=1, high=366, default=30)
 
 
 class SegmentIn(msgspec.Struct, kw_only=True):
@@ -142,8 +147,8 @@ async def members(request: Request) -> Response:
     svc = services(request)
     segment_id = request.path_params["segment_id"]
     await _row(svc, segment_id)
-    limit = int_param(request, "limit", 100, low=1, high=1000)
-    after = request.query_params.get("after") or ""
+    limit = MEMBERS_LIMIT.read(request)
+    after = MEMBERS_AFTER.get(request) or ""
     page = await svc.store.segment_members_page(segment_id, after, limit)  # type: ignore[attr-defined]
     return json({"members": [{"user_id": u, "entered_at": iso(at)} for u, at in page],
                  "next_after": page[-1][0] if len(page) == limit else None})
@@ -171,7 +176,7 @@ async def counts(request: Request) -> Response:
     svc = services(request)
     segment_id = request.path_params["segment_id"]
     row = await _row(svc, segment_id)
-    days = int_param(request, "days", 30, low=1, high=366)
+    days = COUNT_DAYS.read(request)
     today = svc.clock.now_ms() // DAY_MS
     first = max(today - days + 1, row.created_at // DAY_MS)
     before, rows = await svc.store.segment_count_rows(segment_id, first)  # type: ignore[attr-defined]
@@ -198,8 +203,8 @@ openapi.document(
     openapi.Endpoint("DELETE", "/v1/segments/{segment_id}", "Delete a segment and its memberships", "secret",
                      status=204),
     openapi.Endpoint("GET", "/v1/segments/{segment_id}/members", "Current members by user id (limit, after)",
-                     "secret", None, MembersPage),
+                     "secret", None, MembersPage, query=(MEMBERS_LIMIT, MEMBERS_AFTER)),
     openapi.Endpoint("GET", "/v1/segments/{segment_id}/counts",
                      "Members at the end of each day and entered/exited per day (days, default 30)",
-                     "secret", None, Counts),
+                     "secret", None, Counts, query=(COUNT_DAYS,)),
 )

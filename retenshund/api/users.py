@@ -15,7 +15,15 @@ from ..durations import DefinitionError, parse_duration
 from ..errors import ApiError, not_found
 from ..messages import CHANNELS
 from ..store.base import StoredEvent
-from .common import decode, int_param, json, secret, services
+from .common import IntQuery, Query, decode, json, secret, services
+
+MAX_QUERY = 255
+SEARCH_QUERY = Query("query", "The start of the user ids to list; empty lists every user", default="",
+                     max_length=MAX_QUERY)
+SEARCH_LIMIT = IntQuery("limit", "Users per page", low=1, high=500, default=50)
+SEARCH_AFTER = Query("after", "Paging: the next_after of the previous page")
+EVENTS_LIMIT = IntQuery("limit", "Events per page", low=1, high=1000, default=100)
+EVENTS_BEFORE = Query("before", "Paging: the next_before of the previous page (events older than it)")
 
 
 class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -113,8 +121,8 @@ async def get_user(request: Request) -> Response:
 async def user_events(request: Request) -> Response:
     await secret(request)
     svc = services(request)
-    limit = int_param(request, "limit", 100, low=1, high=1000)
-    raw_before = request.query_params.get("before")
+    limit = EVENTS_LIMIT.read(request)
+    raw_before = EVENTS_BEFORE.get(request)
     before = None
     if raw_before:
         try:
@@ -190,11 +198,11 @@ async def search_users(request: Request) -> Response:
     page with ``after`` = the previous page's ``next_after``."""
     await secret(request)
     svc = services(request)
-    query = request.query_params.get("query", "")
-    if len(query) > 255:
-        raise ApiError(400, "invalid_field", "query: at most 255 characters (the start of a user id)")
-    limit = int_param(request, "limit", 50, low=1, high=500)
-    found = await svc.store.search_users(query, limit, request.query_params.get("after") or None)  # type: ignore[attr-defined]
+    query = SEARCH_QUERY.get(request) or ""
+    if len(query) > MAX_QUERY:
+        raise ApiError(400, "invalid_field", f"query: at most {MAX_QUERY} characters (the start of a user id)")
+    limit = SEARCH_LIMIT.read(request)
+    found = await svc.store.search_users(query, limit, SEARCH_AFTER.get(request) or None)  # type: ignore[attr-defined]
     return json({"users": [{"user_id": p.user_id, "traits": p.traits, "created_at": iso(p.created_at),
                             "last_seen_at": iso(p.last_seen_at)} for p in found],
                  "next_after": found[-1].user_id if len(found) == limit else None})
@@ -212,14 +220,14 @@ routes = [
 
 openapi.document(
     openapi.Endpoint("GET", "/v1/users", "Users whose id starts with query, in id order (query, limit, after)",
-                     "secret"),
+                     "secret", query=(SEARCH_QUERY, SEARCH_LIMIT, SEARCH_AFTER)),
     openapi.Endpoint("GET", "/v1/users/{user_id}", "A user's profile", "secret", None, UserOut),
     openapi.Endpoint("DELETE", "/v1/users/{user_id}", "Delete everything of a user (GDPR)", "secret", status=204),
     openapi.Endpoint("GET", "/v1/users/{user_id}/events", "A user's events, newest first (limit, before)",
-                     "secret", None, EventsPage),
+                     "secret", None, EventsPage, query=(EVENTS_LIMIT, EVENTS_BEFORE)),
     openapi.Endpoint("GET", "/v1/users/{user_id}/messages", "Messages sent to a user, newest first", "secret"),
     openapi.Endpoint("POST", "/v1/users/{user_id}/token", "A signed user token for the browser", "secret",
-                     TokenRequest, TokenResponse),
+                     TokenRequest, TokenResponse, body_required=False),
     openapi.Endpoint("PUT", "/v1/users/{user_id}/preferences", "Channel and category opt-outs", "secret",
                      PreferencesRequest),
     openapi.Endpoint("GET", "/v1/users/{user_id}/preferences", "A user's channel and category opt-outs", "secret"),

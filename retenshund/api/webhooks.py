@@ -17,9 +17,17 @@ from starlette.routing import Route
 from .. import openapi, webhooks
 from ..clock import iso
 from ..errors import ApiError
-from .common import int_param, json, read_body, secret, services
+from .common import IntQuery, Query, json, read_body, secret, services
 
 log = logging.getLogger("retenshund.webhooks")
+
+UNMATCHED_SOURCE = Query("source", "Only webhooks of this source (the <name> of [webhooks.<name>])")
+INCLUDE_REPLAYED = Query("include_replayed", "Also list the ones already replayed to a user"
+                                             " (true/1 or false/0; anything else is a 400)",
+                         type="boolean", default=False)
+UNMATCHED_BEFORE = IntQuery("before", "Paging: only items with a smaller id (the id of the last item of the"
+                                      " previous page)", low=1, high=2**62)
+UNMATCHED_LIMIT = IntQuery("limit", "Items at most, newest first", low=1, high=1000, default=100)
 
 
 class WebhookResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -84,14 +92,14 @@ async def receive(request: Request) -> Response:
 async def unmatched(request: Request) -> Response:
     await secret(request)
     svc = services(request)
-    q = request.query_params
-    include = q.get("include_replayed", "false").lower()
+    raw_include = INCLUDE_REPLAYED.get(request)
+    include = "false" if raw_include is None else raw_include.lower()
     if include not in ("true", "false", "1", "0"):
         raise ApiError(400, "invalid_field", "include_replayed: true or false")
-    before = int_param(request, "before", 0, low=1, high=2**62) if q.get("before") else None
+    before = UNMATCHED_BEFORE.read_optional(request)
     found = await svc.store.list_unmatched_webhooks(
-        source=q.get("source") or None, include_replayed=include in ("true", "1"), before=before,
-        limit=int_param(request, "limit", 100, low=1, high=1000))
+        source=UNMATCHED_SOURCE.get(request) or None, include_replayed=include in ("true", "1"), before=before,
+        limit=UNMATCHED_LIMIT.read(request))
     return json(UnmatchedList(unmatched=[
         UnmatchedItem(id=u.id, source=u.source, event_id=u.event_id, type=u.type, event=u.event,
                       user_trait=u.user_trait, value=u.lookup_value, reason=u.reason, properties=u.properties,
@@ -109,5 +117,6 @@ openapi.document(
     openapi.Endpoint("POST", "/v1/webhooks/{source}", "Inbound webhook from a configured source (Stripe-Signature"
                      " or Standard Webhooks headers; no API key)", "none", response=WebhookResponse),
     openapi.Endpoint("GET", "/v1/webhooks/unmatched", "Webhooks whose user was not found (source, include_replayed,"
-                     " before, limit)", "secret", response=UnmatchedList),
+                     " before, limit)", "secret", response=UnmatchedList,
+                     query=(UNMATCHED_SOURCE, INCLUDE_REPLAYED, UNMATCHED_BEFORE, UNMATCHED_LIMIT)),
 )
