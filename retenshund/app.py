@@ -14,7 +14,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -155,9 +156,32 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return json({"error": {"code": code, "message": message}}, status=exc.status_code, headers=exc.headers)
 
 
+async def _gone(request: Request, exc: Exception) -> Response:
+    # The client left while sending its body: nothing went wrong here, and
+    # nobody is left to read the answer. (Its own handler, not _crash's: that
+    # one runs outermost, where Starlette raises the error on after answering.)
+    log.debug("client disconnected mid-request", extra={"path": request.url.path})
+    return json({"error": {"code": "client_disconnected", "message": "the client closed the connection"}}, status=400)
+
+
 async def _crash(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
     return json(INTERNAL.body(), status=500)
+
+
+class _CORS(CORSMiddleware):
+    """Starlette's CORS middleware, with a refused preflight in the contract's
+    error shape instead of plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        what = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
+        return json({"error": {"code": "cors_not_allowed",
+                               "message": f"this cross-origin request is not allowed ({what}); allowed origins are"
+                                          " [server] allowed_origins"}}, status=400, headers=headers)
 
 
 async def _prune_loop(svc: Services) -> None:
@@ -311,7 +335,7 @@ def create_app(config: Config, *, clock: Clock | None = None, announce: bool = T
     middleware = [Middleware(RequestMetrics, metrics=metrics)]
     if config.server.allowed_origins:
         middleware.append(Middleware(
-            CORSMiddleware,
+            _CORS,
             allow_origins=config.server.allowed_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["authorization", "content-type", "content-encoding", "idempotency-key"],
@@ -323,7 +347,8 @@ def create_app(config: Config, *, clock: Clock | None = None, announce: bool = T
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _crash},
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, ClientDisconnect: _gone,
+                            Exception: _crash},
     )
     app.state.metrics = metrics
     app.fast_path = ingest_api.FastPath(app, metrics, cors=bool(config.server.allowed_origins))

@@ -76,6 +76,7 @@ _batch_decoder = msgspec.json.Decoder(BatchRequest)
 
 def read_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
     """The request body, gunzipped if needed, refusing anything over ``limit``."""
+    encoding = (encoding or "").strip().lower()  # content codings are case-insensitive
     if not encoding or encoding == "identity":
         if len(raw) > limit:
             raise too_large(limit)
@@ -84,16 +85,23 @@ def read_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
         raise ApiError(400, "unsupported_encoding",
                        f"Content-Encoding {encoding!r} is not supported; send gzip or an uncompressed body")
     # Decompress with a ceiling: a small gzip bomb must not become a huge buffer.
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = d.decompress(raw, limit + 1)
-    except zlib.error:
-        raise ApiError(400, "invalid_gzip", "the body is not valid gzip (Content-Encoding: gzip was sent)") from None
-    if len(out) > limit or d.unconsumed_tail:
-        raise too_large(limit)
-    if not d.eof:
-        raise ApiError(400, "invalid_gzip", "the gzip body is truncated")
-    return out
+    # A gzip body may be several members one after another (RFC 1952); anything
+    # else after the last one is an error, not something to ignore.
+    out = b""
+    rest = raw
+    while True:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += d.decompress(rest, limit + 1 - len(out))
+        except zlib.error:
+            raise ApiError(400, "invalid_gzip", "the body is not valid gzip (Content-Encoding: gzip was sent)") from None
+        if len(out) > limit or d.unconsumed_tail:
+            raise too_large(limit)
+        if not d.eof:
+            raise ApiError(400, "invalid_gzip", "the gzip body is truncated")
+        rest = d.unused_data
+        if not rest:
+            return out
 
 
 def too_large(limit: int) -> ApiError:
@@ -197,7 +205,9 @@ def normalise(
     # Clock skew: the client's clock may be off; trust the difference between
     # its timestamp and its sentAt, anchored at our receipt time.
     timestamp = _time(p.timestamp or p.originalTimestamp, f("timestamp"))
-    sent_at = _time(p.sentAt, f("sentAt")) or batch_sent_at
+    sent_at = _time(p.sentAt, f("sentAt"))
+    if sent_at is None:  # not `or`: 1970-01-01T00:00:00Z is a time too
+        sent_at = batch_sent_at
     if timestamp is None:
         timestamp = now_ms
     elif sent_at is not None:

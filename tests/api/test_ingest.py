@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 from retenshund.clock import FakeClock, iso, parse_iso
 from tests.conftest import PUBLISHABLE, SECRET, Api, make_config, running
@@ -94,6 +95,31 @@ async def test_gzip_bodies_are_accepted(api: Api) -> None:
         "Authorization": f"Bearer {PUBLISHABLE}", "Content-Encoding": "gzip", "Content-Type": "application/json"})
     assert r.status_code == 200, r.text
     assert [e["event"] for e in await events_of(api, "u1")] == ["z"]
+
+
+async def test_gzip_in_any_case_and_in_several_members_is_read_whole(api: Api) -> None:
+    """Content codings are case-insensitive, and a gzip body may be several
+    members back to back (RFC 1952); bytes after the last member are an error."""
+    text = json.dumps({"batch": [{"type": "track", "userId": "u2", "event": "a"},
+                                 {"type": "track", "userId": "u2", "event": "b"}]}).encode()
+    half = len(text) // 2
+    headers = {"Authorization": f"Bearer {PUBLISHABLE}", "Content-Encoding": "GZIP"}
+    r = await api.http.post("/v1/batch", content=gzip.compress(text[:half]) + gzip.compress(text[half:]),
+                            headers=headers)
+    assert r.status_code == 200, r.text
+    assert sorted(e["event"] for e in await events_of(api, "u2")) == ["a", "b"]
+    r = await api.http.post("/v1/batch", content=gzip.compress(text) + b"trailing junk", headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_gzip"
+
+
+async def test_a_sent_at_of_the_epoch_still_corrects_the_clock(tmp_path: Path) -> None:
+    clock = FakeClock(1_780_000_000_000)
+    async with running(make_config(tmp_path / "data"), clock=clock) as api:
+        r = await api.post("/v1/track", {"userId": "u3", "event": "e", "timestamp": "1970-01-01T00:00:00Z",
+                                         "sentAt": "1970-01-01T00:00:00.000Z"}, key=PUBLISHABLE)
+        assert r.status_code == 200
+        [e] = await events_of(api, "u3")
+        assert parse_iso(e["timestamp"]) == clock.now_ms()  # sent the moment it happened: now
 
 
 async def test_a_gzip_bomb_is_refused_as_too_large(api: Api) -> None:
@@ -197,3 +223,40 @@ async def test_an_empty_user_id_beside_an_anonymous_id_counts_as_none(api: Api) 
     assert r.status_code == 200, r.text
     stored = await api.services.store.events_after(0, 10)
     assert [(e.user_id, e.anonymous_id) for e in stored] == [(None, "anon-1")]
+
+
+async def test_a_refused_cors_preflight_has_the_error_shape(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data", server={"allowed_origins": ["https://app.example"]})
+    async with running(config) as api:
+        for origin, method in (("https://evil.example", "POST"), ("https://app.example", "PATCH")):
+            r = await api.http.options("/v1/track", headers={"Origin": origin, "Access-Control-Request-Method": method})
+            assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+            assert r.json()["error"]["code"] == "cors_not_allowed"
+        r = await api.http.options("/v1/track", headers={"Origin": "https://app.example",
+                                                          "Access-Control-Request-Method": "POST"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example"
+
+
+async def test_a_client_that_leaves_mid_body_is_not_an_error(tmp_path: Path, caplog: Any) -> None:
+    """On the routed path (a browser's call, CORS on) as on the fast one."""
+    config = make_config(tmp_path / "data", server={"allowed_origins": ["https://app.example"]})
+    async with running(config) as api:
+        sent: list[dict[str, Any]] = []
+        parts = [{"type": "http.request", "body": b'{"userId": "u", ', "more_body": True},
+                 {"type": "http.disconnect"}]
+
+        async def receive() -> dict[str, Any]:
+            return parts.pop(0) if parts else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/track", "raw_path": b"/v1/track", "query_string": b"",
+                 "root_path": "", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8470),
+                 "headers": [(b"origin", b"https://app.example"), (b"content-type", b"application/json"),
+                             (b"authorization", f"Bearer {PUBLISHABLE}".encode())]}
+        with caplog.at_level("ERROR"):
+            await api.app(scope, receive, send)
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        assert sent and sent[0]["status"] != 500
