@@ -16,7 +16,7 @@ from ..durations import DefinitionError
 from ..engine.definitions import compile_automation, templates_used
 from ..errors import ApiError, not_found
 from ..store.base import JournalEntry, Run
-from .common import IntQuery, Query, decode, json, secret, services
+from .common import IntQuery, Query, RawRoute, decode, json, secret, services
 
 RUNS_USER = Query("user_id", "Only this user's runs")
 RUNS_LIMIT = IntQuery("limit", "Runs at most", low=1, high=1000, default=100)
@@ -176,7 +176,7 @@ routes = [
     Route("/v1/automations/{automation_id}/validate", validate_automation, methods=["POST"]),
     Route("/v1/automations/{automation_id}/runs", runs, methods=["GET"]),
     Route("/v1/automations/{automation_id}/report", report, methods=["GET"]),
-    Route("/v1/users/{user_id}/journal", journal, methods=["GET"]),
+    RawRoute("/v1/users/{user_id}/journal", journal, methods=["GET"]),
 ]
 
 openapi.document(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import unquote
 from typing import Any, TypeVar
 
 import msgspec
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from .. import dashboard_session
 from ..auth import Caller, require_key, require_user
@@ -194,3 +197,25 @@ class IntQuery:
 # Every route that authenticates with ``user()`` also takes the token this way.
 USER_TOKEN = Query("token", "The user token, for a client that cannot send it as Authorization: Bearer <token>"
                             " (a browser WebSocket); the header wins when both are sent")
+
+
+class RawRoute(Route):
+    """A route whose path parameters may hold any character, ``/`` included,
+    sent percent-encoded (``/v1/users/org%2F42``).
+
+    The server decodes the path before routing, which would make that user's
+    id two segments and the user unreachable (not even deletable); this route
+    matches the path as sent (``raw_path``) and decodes each parameter after."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        raw = scope.get("raw_path")
+        if scope["type"] != "http" or raw is None or scope.get("root_path"):
+            return super().matches(scope)
+        # Not a full URL: some clients (httpx's ASGI transport) leave the query on it.
+        match = self.path_regex.match(raw.decode("latin-1").partition("?")[0])
+        if match is None:
+            return Match.NONE, {}
+        params = dict(scope.get("path_params", {}))
+        params.update({k: self.param_convertors[k].convert(unquote(v)) for k, v in match.groupdict().items()})
+        child = {"endpoint": self.endpoint, "path_params": params}
+        return (Match.PARTIAL if self.methods and scope["method"] not in self.methods else Match.FULL), child

@@ -15,7 +15,7 @@ from ..durations import DefinitionError, parse_duration
 from ..errors import ApiError, not_found
 from ..messages import CHANNELS
 from ..store.base import StoredEvent
-from .common import IntQuery, Query, decode, json, secret, services
+from .common import IntQuery, Query, RawRoute, decode, json, secret, services
 
 MAX_QUERY = 255
 SEARCH_QUERY = Query("query", "The start of the user ids to list; empty lists every user", default="",
@@ -210,12 +210,12 @@ async def search_users(request: Request) -> Response:
 
 routes = [
     Route("/v1/users", search_users, methods=["GET"]),
-    Route("/v1/users/{user_id}", get_user, methods=["GET"]),
-    Route("/v1/users/{user_id}", delete_user, methods=["DELETE"]),
-    Route("/v1/users/{user_id}/events", user_events, methods=["GET"]),
-    Route("/v1/users/{user_id}/messages", user_messages, methods=["GET"]),
-    Route("/v1/users/{user_id}/token", user_token, methods=["POST"]),
-    Route("/v1/users/{user_id}/preferences", preferences, methods=["GET", "PUT"]),
+    RawRoute("/v1/users/{user_id}", get_user, methods=["GET"]),
+    RawRoute("/v1/users/{user_id}", delete_user, methods=["DELETE"]),
+    RawRoute("/v1/users/{user_id}/events", user_events, methods=["GET"]),
+    RawRoute("/v1/users/{user_id}/messages", user_messages, methods=["GET"]),
+    RawRoute("/v1/users/{user_id}/token", user_token, methods=["POST"]),
+    RawRoute("/v1/users/{user_id}/preferences", preferences, methods=["GET", "PUT"]),
 ]
 
 openapi.document(

@@ -106,3 +106,22 @@ async def test_openapi_describes_every_route(api: Api) -> None:
             assert (method, route.path) in documented, (method, route.path)
     assert doc["openapi"].startswith("3.")
     assert "SegmentEvent" in doc["components"]["schemas"]
+
+
+async def test_a_user_id_with_a_slash_is_reachable_percent_encoded(api: Api) -> None:
+    """Ingestion takes any string as an id; the Users API must reach every user it
+    holds (GDPR delete included), so a / sent as %2F stays part of the id."""
+    await api.post("/v1/identify", {"userId": "org/42", "traits": {"plan": "pro"}}, key=PUBLISHABLE)
+    await api.post("/v1/identify", {"userId": "org", "traits": {"plan": "free"}}, key=PUBLISHABLE)
+    await api.post("/v1/track", {"userId": "org/42", "event": "opened"}, key=PUBLISHABLE)
+    r = await api.get("/v1/users/org%2F42")
+    assert r.status_code == 200 and r.json()["user_id"] == "org/42" and r.json()["traits"]["plan"] == "pro"
+    assert [e["type"] for e in (await api.get("/v1/users/org%2F42/events")).json()["events"]] == ["track", "identify"]
+    # Not to be confused with the sub-resources of user "org":
+    assert (await api.get("/v1/users/org/42")).status_code == 404
+    assert (await api.get("/v1/users/org%2Fevents")).status_code == 404  # a user id, not org's events
+    assert [e["type"] for e in (await api.get("/v1/users/org/events")).json()["events"]] == ["identify"]
+    assert (await api.post("/v1/users/org%2F42/token", {})).status_code == 200
+    assert (await api.delete("/v1/users/org%2F42")).status_code == 204
+    assert (await api.get("/v1/users/org%2F42")).status_code == 404
+    assert (await api.get("/v1/users/org")).json()["traits"]["plan"] == "free"
