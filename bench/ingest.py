@@ -616,9 +616,12 @@ def run_storage_ceiling(workdir: Path, events: int, touch: bool, seed: int,
         cmd = ["taskset", "-c", DAEMON_CPU, sys.executable, __file__, "_storage", "--db", str(db),
                "--events", str(events), "--seed", str(seed + attempt)] + (["--touch"] if touch else [])
         if start_from is not None:
-            shutil.copyfile(start_from, db)
-            with open(db, "rb+") as f:
-                os.fsync(f.fileno())  # the copy's own writeback is not the run's
+            for suffix in ("", "-wal"):  # the log too, if a daemon left one: it is part of the store
+                source = Path(f"{start_from}{suffix}")
+                if source.exists():
+                    shutil.copyfile(source, f"{db}{suffix}")
+                    with open(f"{db}{suffix}", "rb+") as f:
+                        os.fsync(f.fileno())  # the copy's own writeback is not the run's
             cmd.append("--known-users")
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
         for suffix in ("", "-wal", "-shm"):

@@ -183,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("apply", "diff"):
             return _definitions(config, args)
     except BrokenPipeError:
-        # `retenshund keys list | head -1`: the reader left; that is not an error.
+        # `retenshund keys list | head -1`: the reader left. No traceback; and
+        # success only for a listing, not for a command whose output (a new key,
+        # what apply did) nobody saw in full: 141, as a shell reports SIGPIPE.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        listing = args.command == "diff" or (args.command == "keys" and getattr(args, "keys_command", None) == "list")
+        return 0 if listing else 141
     try:
         return serve(config)
     except ConfigError as exc:

@@ -168,12 +168,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("store.backend: 'postgres' is not available in this version; use \"sqlite\"")
     if config.store.backend != "sqlite":
         raise ConfigError("store.backend: must be \"sqlite\"")
-    if config.store.synchronous.upper() not in ("NORMAL", "FULL"):
+    if config.store.synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
         # Not OFF: a 200 on ingestion promises the write survives a crash of the process.
-        raise ConfigError("store.synchronous: must be NORMAL (default) or FULL")
-    if config.log.level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("store.synchronous: must be NORMAL (default) or FULL (or EXTRA, FULL and more)")
+    if config.log.level.lower() not in ("debug", "info", "warning", "warn", "error", "critical"):
         raise ConfigError("log.level: must be debug, info (default), warning or error")
-    if config.log.format not in ("json", "text"):
+    if config.log.format.lower() not in ("json", "text"):
         raise ConfigError("log.format: must be \"json\" (default) or \"text\"")
     if not (0 < config.server.port < 65536):
         raise ConfigError("server.port: must be between 1 and 65535")
@@ -187,3 +187,6 @@ def _validate(config: Config) -> None:
             parse_duration(value, field)
         except DefinitionError as exc:
             raise ConfigError(f"{exc.field}: {exc.message}") from None
+    if not 1000 <= parse_duration(config.auth.user_token_ttl) <= 366 * 86_400_000:
+        # What a token request may ask for; the default must be one of those.
+        raise ConfigError("auth.user_token_ttl: between 1s and 366d")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +89,22 @@ def load_or_create(data_dir: Path, *, make_keys: bool) -> tuple[Credentials, boo
 
 def remember_initial_keys(data_dir: Path, creds: Credentials, secret: str, publishable: str) -> Credentials:
     """Keep first-start keys made after the file was (the start message says
-    they are in it): written to a new file, then moved over the old one."""
+    they are in it). The file also holds the signing secret and the VAPID key,
+    so it is replaced whole and durably: a new file (0600, a fresh name) synced,
+    moved over the old one, and the folder synced."""
     updated = msgspec.structs.replace(creds, initial_secret_key=secret, initial_publishable_key=publishable)
-    tmp = data_dir / (FILE_NAME + ".tmp")
-    _write_private(tmp, msgspec.json.format(msgspec.json.encode(updated)))
+    fd, tmp = tempfile.mkstemp(prefix=FILE_NAME + ".", dir=data_dir)  # mode 0600, O_EXCL
+    try:
+        os.write(fd, msgspec.json.format(msgspec.json.encode(updated)))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, data_dir / FILE_NAME)
+    folder = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     return updated
 
 

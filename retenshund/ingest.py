@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from .clock import LAST_MS, iso, parse_iso
+from .clock import LAST_MS, parse_iso
 from .errors import ApiError
 from .jsonbody import DECODE_ERRORS, check_depth, json_error, size_text
 from .ids import random_hex
@@ -23,6 +23,7 @@ MAX_ID = 255
 # Everything downstream (day numbers, ISO output, templates) works in this range.
 EARLIEST_MS = 0
 LATEST_MS = LAST_MS
+MAX_GZIP_MEMBERS = 16
 
 Id = str | int  # some SDKs send numeric user ids; they are stored as strings
 
@@ -85,23 +86,29 @@ def read_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
         raise ApiError(400, "unsupported_encoding",
                        f"Content-Encoding {encoding!r} is not supported; send gzip or an uncompressed body")
     # Decompress with a ceiling: a small gzip bomb must not become a huge buffer.
-    # A gzip body may be several members one after another (RFC 1952); anything
-    # else after the last one is an error, not something to ignore.
-    out = b""
+    # A gzip body may be several members one after another (RFC 1952), up to
+    # MAX_GZIP_MEMBERS (each one's leftover bytes are copied, so thousands of
+    # tiny members would cost quadratic time); anything else after the last
+    # member is an error, not something to ignore.
+    parts: list[bytes] = []
+    size = 0
     rest = raw
-    while True:
+    for _ in range(MAX_GZIP_MEMBERS):
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            out += d.decompress(rest, limit + 1 - len(out))
+            part = d.decompress(rest, limit + 1 - size)
         except zlib.error:
             raise ApiError(400, "invalid_gzip", "the body is not valid gzip (Content-Encoding: gzip was sent)") from None
-        if len(out) > limit or d.unconsumed_tail:
+        parts.append(part)
+        size += len(part)
+        if size > limit or d.unconsumed_tail:
             raise too_large(limit)
         if not d.eof:
             raise ApiError(400, "invalid_gzip", "the gzip body is truncated")
         rest = d.unused_data
         if not rest:
-            return out
+            return b"".join(parts)
+    raise ApiError(400, "invalid_gzip", f"the gzip body has more than {MAX_GZIP_MEMBERS} members; send one")
 
 
 def too_large(limit: int) -> ApiError:
@@ -214,8 +221,8 @@ def normalise(
         timestamp = now_ms - (sent_at - timestamp)
         if not EARLIEST_MS <= timestamp <= LATEST_MS:
             raise ApiError(400, "invalid_field",
-                           f"{f('sentAt')}: {iso(sent_at)} is so far from timestamp {iso(timestamp + sent_at - now_ms)}"
-                           " that the corrected time falls outside 1970-9999; send the client's clock reading")
+                           f"{f('timestamp')} / {f('sentAt')}: corrected for the client's clock (received time"
+                           " - (sentAt - timestamp)) the event's time falls outside 1970-9999; check both")
     if not EARLIEST_MS <= timestamp <= LATEST_MS:
         raise ApiError(400, "invalid_field", f"{f('timestamp')}: must fall between 1970 and 9999")
 

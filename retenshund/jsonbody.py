@@ -29,7 +29,7 @@ def json_error(exc: BaseException, prefix: str = "") -> ApiError:
     """The 400 for a body (``prefix``: where it sits, e.g. ``batch[3]``) that did not decode."""
     where = prefix or "body"
     if isinstance(exc, UnicodeDecodeError):
-        return ApiError(400, "invalid_json", f"{where}: not valid UTF-8 (byte {exc.start}); send UTF-8 text")
+        return ApiError(400, "invalid_json", f"{where}: a string is not valid UTF-8; send UTF-8 text")
     if isinstance(exc, RecursionError):
         return nested_too_deeply(where)
     if isinstance(exc, msgspec.ValidationError):
@@ -59,7 +59,7 @@ def check_depth(raw: bytes, value: Any, where: str = "body") -> None:
     """Refuse ``value`` (decoded from ``raw``) if it nests deeper than MAX_DEPTH.
 
     Counting brackets in the bytes is a C-speed upper bound on the depth, so
-    the walk runs only for the rare body with that many of them."""
+    the walk runs only for a body with that many of them (every batch has)."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
         return
     level = [(value, 1)]
@@ -68,9 +68,11 @@ def check_depth(raw: bytes, value: Any, where: str = "body") -> None:
         if depth > MAX_DEPTH:
             raise nested_too_deeply(where)
         if isinstance(item, dict):
-            level.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+            children: Any = item.values()
         elif isinstance(item, list):
-            level.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+            children = item
         elif isinstance(item, msgspec.Struct):
-            level.extend((getattr(item, f), depth + 1) for f in item.__struct_fields__
-                         if isinstance(getattr(item, f), (dict, list)))
+            children = (getattr(item, f) for f in item.__struct_fields__)
+        else:
+            continue
+        level.extend((v, depth + 1) for v in children if isinstance(v, (dict, list, msgspec.Struct)))

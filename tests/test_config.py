@@ -37,6 +37,8 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
     ('[store]\nsynchronous = "OFF"\n', {}, "store.synchronous"),
     ('[store]\nbackend = "postgres"\npostgres_dsn = "postgresql://x@localhost/r"\n', {}, "not available"),
     ('[store]\nbackend = "mysql"\n', {}, "store.backend"),
+    ('[auth]\nuser_token_ttl = "500ms"\n', {}, "auth.user_token_ttl"),
+    ('[auth]\nuser_token_ttl = "400d"\n', {}, "auth.user_token_ttl"),
     ("", {"RETENSHUN_LOG_LEVEL": "verbose"}, "log.level"),
     ('[log]\nformat = "xml"\n', {}, "log.format"),
 ])
@@ -64,3 +66,10 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
         if isinstance(values, dict):
             for key in values:
                 assert f"{key} =" in text or f"# {key} =" in text, f"{section}.{key}"
+
+
+def test_log_and_sync_spellings_people_use_are_accepted(tmp_path: Path) -> None:
+    f = tmp_path / "r.toml"
+    f.write_text('[store]\nsynchronous = "EXTRA"\n[log]\nlevel = "warn"\nformat = "JSON"\n')
+    c = load_config(f, env={})
+    assert (c.store.synchronous, c.log.level, c.log.format) == ("EXTRA", "warn", "JSON")

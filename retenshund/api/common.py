@@ -205,15 +205,23 @@ class RawRoute(Route):
 
     The server decodes the path before routing, which would make that user's
     id two segments and the user unreachable (not even deletable); this route
-    matches the path as sent (``raw_path``) and decodes each parameter after."""
+    matches the path as sent (``raw_path``) and decodes each parameter after.
+    Where the path as sent holds no encoded slash, or does not decode to the
+    path being routed (a trailing-slash redirect, a rewrite), it routes like any
+    route: on the decoded path."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        raw = scope.get("raw_path")
-        if scope["type"] != "http" or raw is None or scope.get("root_path"):
+        raw_bytes = scope.get("raw_path")
+        if scope["type"] != "http" or raw_bytes is None or scope.get("root_path"):
             return super().matches(scope)
         # Not a full URL: some clients (httpx's ASGI transport) leave the query on it.
-        match = self.path_regex.match(raw.decode("latin-1").partition("?")[0])
+        raw = raw_bytes.decode("latin-1").partition("?")[0]
+        if "%2f" not in raw.lower() or unquote(raw) != scope["path"]:
+            return super().matches(scope)
+        match = self.path_regex.match(raw)
         if match is None:
+            # Not super(): decoded, the slash would split the id and could reach
+            # another user's route (u1%2Ftoken is a user id, not u1's token).
             return Match.NONE, {}
         params = dict(scope.get("path_params", {}))
         params.update({k: self.param_convertors[k].convert(unquote(v)) for k, v in match.groupdict().items()})

@@ -109,7 +109,7 @@ async def get_user(request: Request) -> Response:
                    for g in profile.groups],
         "segments": [],
         "engagement": None,
-        "preferences": profile.preferences,
+        "preferences": _preferences(profile.preferences),
         "created_at": iso(profile.created_at),
         "last_seen_at": iso(profile.last_seen_at),
     }
@@ -180,17 +180,22 @@ async def preferences(request: Request) -> Response:
     user_id = request.path_params["user_id"]
     if request.method == "GET":
         profile = await svc.store.get_profile(user_id)
-        # The same shape as PUT's answer, for a user with no preferences (or none yet) too.
-        return json({"user_id": user_id, "channels": {}, "categories": {}, **(profile.preferences if profile else {})})
+        return json({"user_id": user_id, **_preferences(profile.preferences if profile else {})})
     req = await decode(request, PreferencesRequest)
-    unknown = sorted(set(req.channels or {}) - set(CHANNELS))
+    # null for an unknown name is allowed: it removes what an older version let in.
+    unknown = sorted(name for name, value in (req.channels or {}).items() if name not in CHANNELS and value is not None)
     if unknown:
         raise ApiError(400, "invalid_field", f"channels.{unknown[0]}: not a channel; use {', '.join(CHANNELS)}")
     patch = {k: v for k, v in msgspec.to_builtins(req).items() if v is not None}
     if not patch:
         raise ApiError(400, "invalid_field", "body: send channels and/or categories, e.g. {\"channels\": {\"email\": false}}")
     prefs = await svc.store.set_preferences(user_id, patch, svc.clock.now_ms())
-    return json({"user_id": user_id, **prefs})
+    return json({"user_id": user_id, **_preferences(prefs)})
+
+
+def _preferences(stored: dict[str, Any]) -> dict[str, Any]:
+    """One shape everywhere: both maps, empty for a user who set nothing."""
+    return {"channels": {}, "categories": {}, **stored}
 
 
 async def search_users(request: Request) -> Response:

@@ -171,7 +171,7 @@ class SqliteSegmentTx:
                 rows[row[0]] = _engagement_row(row[1:])
             for pid, day, count in self._conn.execute(ACTIVITY_OF.format(marks=marks), (*chunk, first_day, last_day)):
                 activity[pid][day] = count
-        for pid in self._engagement_out.keys() & rows.keys():
+        for pid in self._engagement_out:
             rows[pid] = self._rows[pid]  # set earlier in this transaction, not written yet
         self._rows = rows
         self._activity = activity

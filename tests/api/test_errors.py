@@ -48,7 +48,8 @@ DEEP = b"[" * 5000 + b"]" * 5000
     ("/v1/identify", b'{"userId": "z\xff"}', "invalid_json", "UTF-8"),
     ("/v1/batch", b'{"batch": [{"type": "track", "userId": "z\xff", "event": "x"}]}', "invalid_batch", "UTF-8"),
     ("/v1/track", b'{"userId": "u", "event": "x", "properties": {"a": ' + DEEP + b"}}", "invalid_json", "nested"),
-    ("/v1/track", b'{"userId": "u", "event": "x", "properties": {"a": ' + b"[" * 64 + b"]" * 64 + b"}}",
+    # The body is level 1, properties 2, the arrays in "a" 3 to 65.
+    ("/v1/track", b'{"userId": "u", "event": "x", "properties": {"a": ' + b"[" * 63 + b"]" * 63 + b"}}",
      "invalid_json", "at most 64 levels"),
     ("/v1/batch", b'{"batch": [], "context": {"a": ' + DEEP + b"}}", "invalid_json", "nested"),
     # Deeper than the decoder can even skip: the batch cannot be cut into items.
@@ -62,6 +63,17 @@ async def test_bytes_no_decoder_expects_are_400_not_500(api: Api, path: str, bod
     the wrong shape: each is named, and well-formed JSON is never called invalid."""
     r = await api.http.post(path, content=body, headers={"Authorization": f"Bearer {PUBLISHABLE}"})
     assert_error(r, 400, code, mentions)
+
+
+async def test_64_levels_are_accepted_and_65_are_not(api: Api) -> None:
+    def body(levels: int) -> bytes:  # the body and properties are two levels; every array one more
+        return (b'{"userId": "u", "event": "x", "properties": {"a": ' + b"[" * (levels - 2) + b"]" * (levels - 2)
+                + b"}}")
+
+    r = await api.http.post("/v1/track", content=body(64), headers={"Authorization": f"Bearer {PUBLISHABLE}"})
+    assert r.status_code == 200, r.text
+    r = await api.http.post("/v1/track", content=body(65), headers={"Authorization": f"Bearer {PUBLISHABLE}"})
+    assert_error(r, 400, "invalid_json", "at most 64 levels")
 
 
 async def test_a_batch_item_that_is_not_utf8_or_too_deep_is_rejected_alone(api: Api) -> None:

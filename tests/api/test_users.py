@@ -73,6 +73,11 @@ async def test_preferences_have_one_shape_for_every_user(api: Api) -> None:
     assert (await api.get("/v1/users/nobody/preferences")).json() == {"user_id": "nobody", **empty}
     await api.post("/v1/identify", {"userId": "quiet"}, key=PUBLISHABLE)
     assert (await api.get("/v1/users/quiet/preferences")).json() == {"user_id": "quiet", **empty}
+    assert (await api.get("/v1/users/quiet")).json()["preferences"] == empty
+    r = await api.put("/v1/users/quiet/preferences", {"channels": {"email": False}})
+    assert r.json() == {"user_id": "quiet", "channels": {"email": False}, "categories": {}}
+    # null removes any name, even one no longer accepted (older versions let misspellings in)
+    assert (await api.put("/v1/users/quiet/preferences", {"channels": {"emial": None}})).status_code == 200
 
 
 async def test_preferences_round_trip(api: Api) -> None:
@@ -125,3 +130,7 @@ async def test_a_user_id_with_a_slash_is_reachable_percent_encoded(api: Api) -> 
     assert (await api.delete("/v1/users/org%2F42")).status_code == 204
     assert (await api.get("/v1/users/org%2F42")).status_code == 404
     assert (await api.get("/v1/users/org")).json()["traits"]["plan"] == "free"
+    # Without an encoded slash, a path routes as before: decoded, with the trailing-slash redirect.
+    assert [e["type"] for e in (await api.get("/v1/users/org/%65vents")).json()["events"]] == ["identify"]
+    r = await api.get("/v1/users/org/")
+    assert r.status_code == 307 and r.headers["location"].endswith("/v1/users/org")

@@ -573,7 +573,9 @@ async def test_engagement_rows_set_in_a_segment_write_are_one_statement_and_read
             one = tx.engagement_row(pids[0])
             tx.prefetch_engagement(pids[:10], 0, 10)
             prefetched = tx.engagement_row(pids[5])
+            outside = tx.engagement_row(pids[20])  # set, but not among the prefetched
             tx.set_engagement_row(pids[5], row(11))  # set twice: the last one is kept
+            assert outside == row(10)
             return one, prefetched, tx.engagement_row(pids[5])
 
         statements: list[str] = []
