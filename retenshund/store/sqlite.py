@@ -45,7 +45,12 @@ PRAGMA journal_size_limit = 1073741824;
 SEEN_IDS = "SELECT message_id FROM message_ids WHERE message_id IN ({marks})"
 INSERT_IDS = "INSERT INTO message_ids (message_id, received_at) VALUES (?, ?)"
 INSERT_ID_ONCE = "INSERT OR IGNORE INTO message_ids (message_id, received_at) VALUES (?, ?)"
-PRUNE_IDS = "DELETE FROM message_ids WHERE received_at < ?"
+PRUNE_IDS = ("DELETE FROM message_ids WHERE message_id IN"
+             " (SELECT message_id FROM message_ids WHERE received_at < ? ORDER BY received_at LIMIT ?)")
+# Expired ids deleted per writer job. The dedupe table is keyed by random ids:
+# an hour's worth of a 5M-event store (35k ids) took 0.8 s in one job, during
+# which every ingest request waited; 500 take about 10 ms.
+PRUNE_CHUNK = 500
 INSERT_EVENT = (
     "INSERT INTO events (pid, message_id, type, event, user_id, anonymous_id, data, timestamp, received_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -677,7 +682,14 @@ class SqliteStore(MessagingSqlite, AutomationsSqlite, SegmentsSqlite, WebhooksSq
         return pid
 
     async def prune_message_ids(self, older_than_ms: int) -> int:
-        return await self.writer.run(lambda conn: conn.execute(PRUNE_IDS, (older_than_ms,)).rowcount)
+        """Delete dedupe ids received before ``older_than_ms``, a chunk per group
+        commit, so ingestion goes on in between; returns how many."""
+        total = 0
+        while True:
+            n: int = await self.writer.run(lambda conn: conn.execute(PRUNE_IDS, (older_than_ms, PRUNE_CHUNK)).rowcount)
+            total += n
+            if n < PRUNE_CHUNK:
+                return total
 
     # -- users ---------------------------------------------------------------
 

@@ -172,6 +172,32 @@ async def test_prune_forgets_old_message_ids(store: Store) -> None:
     assert [e.message_id for e in again.stored] == ["old"]
 
 
+async def test_a_large_prune_goes_a_chunk_per_commit_so_ingestion_goes_on(tmp_path: Any) -> None:
+    """An hour of a busy store's ids deleted in one job held every ingest request
+    for most of a second; in chunks, a request queued meanwhile commits between them."""
+    from retenshund.store import sqlite as sq
+
+    s = sq.SqliteStore(tmp_path / "one")
+    await s.open()
+    try:
+        await s.ingest([ev(f"old{i}", at=T0) for i in range(2 * sq.PRUNE_CHUNK + 7)] + [ev("keep", at=T0 + 10_000)])
+        jobs: list[str] = []
+        real_run = s.writer.run
+
+        async def run(fn: Any) -> Any:
+            jobs.append("job")
+            return await real_run(fn)
+
+        s.writer.run = run  # type: ignore[method-assign]
+        assert await s.prune_message_ids(T0 + 5_000) == 2 * sq.PRUNE_CHUNK + 7
+        assert len(jobs) == 3  # 500 + 500 + 7: each its own writer job
+        s.writer.run = real_run  # type: ignore[method-assign]
+        again = await s.ingest([ev("old3", at=T0 + 20_000), ev("keep", at=T0 + 20_000)])
+        assert [e.message_id for e in again.stored] == ["old3"]
+    finally:
+        await s.close()
+
+
 async def test_api_keys_add_find_list_revoke(store: Store) -> None:
     await store.add_api_key("key_abc", "secret", "h" * 64, "sk_abc…wxyz", "ci", T0)
     found = await store.find_api_key("h" * 64)
