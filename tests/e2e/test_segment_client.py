@@ -176,3 +176,17 @@ def test_segment_sdk_calls_are_stored_once_with_types_traits_and_merges(daemon: 
     again.track(user, "Invoice Paid", {"amount": 10, "currency": "EUR", "items": 1},
                 message_id=sent[7]["messageId"])
     assert [e["message_id"] for e in _all_events(daemon, user)] == [e["message_id"] for e in events]
+
+
+def test_a_user_id_with_a_slash_round_trips_through_the_real_server(daemon: Daemon) -> None:
+    """uvicorn decodes the path before routing; the user routes match the path as
+    sent, so an id the SDK sent with a / is readable and deletable, percent-encoded."""
+    client = Client(PUBLISHABLE, host=daemon.url, gzip=True, sync_mode=True)
+    client.identify("org/42", {"plan": "pro"})
+    client.flush()
+    r = _get(daemon, "/v1/users/org%2F42")
+    assert r.status_code == 200 and r.json()["user_id"] == "org/42" and r.json()["traits"] == {"plan": "pro"}
+    assert [e["type"] for e in _all_events(daemon, "org%2F42")] == ["identify"]
+    gone = httpx.delete(daemon.url + "/v1/users/org%2F42", headers={"Authorization": f"Bearer {SECRET}"}, timeout=10)
+    assert gone.status_code == 204
+    assert _get(daemon, "/v1/users/org%2F42").status_code == 404
