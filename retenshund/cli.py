@@ -141,6 +141,15 @@ async def _keys(config: Config, args: argparse.Namespace) -> int:
     from .clock import SystemClock, iso
     from .store import open_store
 
+    if args.keys_command != "create" and not (config.data_dir / "retenshun.db").exists():
+        # Reading (or revoking) must not make a data folder where there was none,
+        # e.g. when run from the wrong directory.
+        for key in config.auth.secret_keys + config.auth.publishable_keys:
+            if args.keys_command == "list":
+                print(f"{c.key_id(key)}  {c.key_kind(key) or 'secret':<11}  {c.key_hint(key)}  (from config)")
+        print(f"no store in {config.data_dir}: start the daemon there once, or pass --data-dir",
+              file=sys.stderr)
+        return 1 if args.keys_command == "revoke" else 0
     store = open_store(config)
     await store.open()
     try:

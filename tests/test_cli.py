@@ -128,3 +128,11 @@ def test_a_port_in_use_exits_1_saying_so_before_making_anything(
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err and "Traceback" not in err
     assert not (tmp_path / "d" / "credentials.json").exists()  # no keys made for a daemon that never ran
+
+
+def test_listing_keys_where_there_is_no_store_makes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "nowhere"
+    assert main(["keys", "--data-dir", str(d), "list"]) == 0
+    assert "no store in" in capsys.readouterr().err
+    assert main(["keys", "--data-dir", str(d), "revoke", "key_abc"]) == 1
+    assert not d.exists()
