@@ -127,12 +127,19 @@ def decode_event(body: bytes, type_: str) -> SegmentEvent:
 
 
 def decode_batch(body: bytes) -> BatchRequest:
+    """The batch, its items still raw. Its own context and integrations are held
+    to the depth limit by ``check_batch_depth``, once the key is known (walking
+    them is the costly part); each item is checked as it is decoded."""
     try:
-        req = _batch_decoder.decode(body)
+        return _batch_decoder.decode(body)
     except DECODE_ERRORS as exc:
         raise json_error(exc) from None
-    check_depth(body, req)  # its context; each event is checked on its own
-    return req
+
+
+def check_batch_depth(body: bytes, req: BatchRequest) -> None:
+    for name, value in (("context", req.context), ("integrations", req.integrations)):
+        if value:
+            check_depth(body, value, name, level=2)  # the body is level 1
 
 
 def _id(value: Id | None, field: str) -> str | None:

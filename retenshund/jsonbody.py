@@ -55,16 +55,17 @@ def nested_too_deeply(where: str) -> ApiError:
     return ApiError(400, "invalid_json", f"{where}: nested too deeply (at most {MAX_DEPTH} levels of arrays and objects)")
 
 
-def check_depth(raw: bytes, value: Any, where: str = "body") -> None:
-    """Refuse ``value`` (decoded from ``raw``) if it nests deeper than MAX_DEPTH.
+def check_depth(raw: bytes, value: Any, where: str = "body", level: int = 1) -> None:
+    """Refuse ``value`` (decoded from ``raw``, at ``level`` of it) if it nests
+    deeper than MAX_DEPTH.
 
     Counting brackets in the bytes is a C-speed upper bound on the depth, so
     the walk runs only for a body with that many of them (every batch has)."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
         return
-    level = [(value, 1)]
-    while level:
-        item, depth = level.pop()
+    todo = [(value, level)]
+    while todo:
+        item, depth = todo.pop()
         if depth > MAX_DEPTH:
             raise nested_too_deeply(where)
         if isinstance(item, dict):
@@ -75,4 +76,4 @@ def check_depth(raw: bytes, value: Any, where: str = "body") -> None:
             children = (getattr(item, f) for f in item.__struct_fields__)
         else:
             continue
-        level.extend((v, depth + 1) for v in children if isinstance(v, (dict, list, msgspec.Struct)))
+        todo.extend((v, depth + 1) for v in children if isinstance(v, (dict, list, msgspec.Struct)))

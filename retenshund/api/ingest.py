@@ -102,9 +102,11 @@ async def batch(svc: Services, headers: Mapping[str, str], receive: Receive, cli
     header_key = key_from_header(headers.get("authorization"))
     if header_key:
         await _caller(svc, header_key, client)
-    req = ingest.decode_batch(await _read(receive, headers, limits.max_batch_bytes))
+    body = await _read(receive, headers, limits.max_batch_bytes)
+    req = ingest.decode_batch(body)
     if not header_key:
         await _caller(svc, req.writeKey, client)
+    ingest.check_batch_depth(body, req)  # after the key: an anonymous body must not buy a long walk
     if not req.batch:
         raise ApiError(400, "invalid_field", "batch: send at least one event")
     good, bad = ingest.normalise_batch(req, now_ms=svc.clock.now_ms(), max_event_bytes=limits.max_event_bytes)

@@ -76,6 +76,17 @@ async def test_64_levels_are_accepted_and_65_are_not(api: Api) -> None:
     assert_error(r, 400, "invalid_json", "at most 64 levels")
 
 
+async def test_a_batch_context_is_held_to_the_depth_limit_after_the_key(api: Api) -> None:
+    """Walking a deep context costs time: a caller without a valid key gets its
+    401 first, one with a key the depth error naming the context."""
+    body = (b'{"batch": [{"type": "track", "userId": "u", "event": "x"}], "context": {"a": '
+            + b"[" * 100 + b"]" * 100 + b"}}")
+    r = await api.http.post("/v1/batch", content=body)
+    assert_error(r, 401, "missing_api_key")
+    r = await api.http.post("/v1/batch", content=body, headers={"Authorization": f"Bearer {PUBLISHABLE}"})
+    assert_error(r, 400, "invalid_json", "context: nested too deeply")
+
+
 async def test_a_batch_item_that_is_not_utf8_or_too_deep_is_rejected_alone(api: Api) -> None:
     body = (b'{"batch": [{"type": "track", "userId": "u", "event": "ok"},'
             b' {"type": "track", "userId": "u\xfe", "event": "x"},'
