@@ -136,6 +136,13 @@ def serve(config: Config) -> int:
     return 0
 
 
+def _print_config_keys(config: Config) -> None:
+    from . import credentials as c
+
+    for key in config.auth.secret_keys + config.auth.publishable_keys:
+        print(f"{c.key_id(key)}  {c.key_kind(key) or 'secret':<11}  {c.key_hint(key)}  (from config)")
+
+
 async def _keys(config: Config, args: argparse.Namespace) -> int:
     from . import credentials as c
     from .clock import SystemClock, iso
@@ -144,9 +151,8 @@ async def _keys(config: Config, args: argparse.Namespace) -> int:
     if args.keys_command != "create" and not (config.data_dir / "retenshun.db").exists():
         # Reading (or revoking) must not make a data folder where there was none,
         # e.g. when run from the wrong directory.
-        for key in config.auth.secret_keys + config.auth.publishable_keys:
-            if args.keys_command == "list":
-                print(f"{c.key_id(key)}  {c.key_kind(key) or 'secret':<11}  {c.key_hint(key)}  (from config)")
+        if args.keys_command == "list":
+            _print_config_keys(config)
         print(f"no store in {config.data_dir}: start the daemon there once, or pass --data-dir",
               file=sys.stderr)
         return 1 if args.keys_command == "revoke" else 0
@@ -155,8 +161,7 @@ async def _keys(config: Config, args: argparse.Namespace) -> int:
     try:
         if args.keys_command == "list":
             rows = await store.list_api_keys()
-            for key in config.auth.secret_keys + config.auth.publishable_keys:
-                print(f"{c.key_id(key)}  {c.key_kind(key) or 'secret':<11}  {c.key_hint(key)}  (from config)")
+            _print_config_keys(config)
             for k in rows:
                 state = f"revoked {iso(k.revoked_at)}" if k.revoked_at else "active"
                 print(f"{k.key_id}  {k.kind:<11}  {k.hint}  {state}  created {iso(k.created_at)}"
